@@ -1,0 +1,107 @@
+"""The BYOK context: which user's own provider keys the current unit of work runs with.
+
+It lives in a ContextVar so that it follows the code that handles one request or one
+task (threads, asyncio tasks and gevent greenlets each see their own) and never the
+next one. Framework adapters restore it with :func:`attach` and undo it with
+:func:`detach`; application code uses :func:`byok_context`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+
+__all__ = [
+    "ByokContext",
+    "ByokContextRequired",
+    "attach",
+    "byok_context",
+    "current_context",
+    "detach",
+]
+
+# Bounds that keep the header small and make a hostile value fail on the web side,
+# where the caller sees the error, rather than in a worker.
+MAX_UID_LENGTH = 256
+MAX_PROVIDERS = 16
+_PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class ByokContext:
+    """Whose keys a unit of work uses: the user, and the providers called with that user's key."""
+
+    uid: str
+    providers: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.uid, str) or not self.uid:
+            raise ValueError("uid must be a non-empty string")
+        if len(self.uid) > MAX_UID_LENGTH or _CONTROL_CHARS.search(self.uid):
+            raise ValueError(f"uid must be at most {MAX_UID_LENGTH} printable characters")
+        providers = _provider_set(self.providers)
+        object.__setattr__(self, "providers", providers)
+
+    def uses_own_key(self, provider: str) -> bool:
+        """True when calls to ``provider`` are made with the user's key, not the platform's."""
+        return provider in self.providers
+
+
+class ByokContextRequired(RuntimeError):
+    """A task that must run with a user's keys was about to run without a valid BYOK context.
+
+    Raised instead of letting the task fall back to the platform's key. It is not retried:
+    a missing context does not appear by waiting.
+    """
+
+
+def _provider_set(providers: Iterable[str]) -> frozenset[str]:
+    if isinstance(providers, (str, bytes)):
+        raise TypeError("providers must be a collection of provider names, not a single string")
+    result = frozenset(providers)
+    if len(result) > MAX_PROVIDERS:
+        raise ValueError(f"at most {MAX_PROVIDERS} providers")
+    for name in result:
+        if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
+            raise ValueError(f"invalid provider name {name!r}: lowercase letters, digits, '_', '.', '-'")
+    return result
+
+
+_current: ContextVar[ByokContext | None] = ContextVar("byok_context", default=None)
+
+
+def current_context() -> ByokContext | None:
+    """The BYOK context in force here, or None when the work runs entirely on platform keys."""
+    return _current.get()
+
+
+def attach(context: ByokContext | None) -> Token[ByokContext | None]:
+    """Make ``context`` current (None clears it) and return the token that undoes it."""
+    return _current.set(context)
+
+
+def detach(token: Token[ByokContext | None]) -> None:
+    """Undo :func:`attach`.
+
+    A token can only be reset in the Context that created it, once. If a framework calls
+    us back elsewhere, clearing is the safe answer: no context is better than a stale one.
+    """
+    try:
+        _current.reset(token)
+    except (ValueError, RuntimeError):
+        _current.set(None)
+
+
+@contextmanager
+def byok_context(uid: str, providers: Iterable[str] = ()) -> Iterator[ByokContext]:
+    """Run the enclosed code, and every task it enqueues, for ``uid`` using their own key for ``providers``."""
+    context = ByokContext(uid, _provider_set(providers))
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

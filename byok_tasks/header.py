@@ -1,0 +1,139 @@
+"""The header codec: a BYOK context as one short, versioned, optionally signed string.
+
+Wire format, version 1::
+
+    1.<payload>[.<signature>]
+
+``payload`` is base64url (unpadded) of compact JSON ``{"u": uid, "p": [providers]}``;
+``signature`` is base64url of HMAC-SHA256 over ``1.<payload>`` with the shared secret.
+One ASCII string survives every Celery serializer, AMQP header tables and RQ's job
+hash unchanged, and signing the encoded bytes avoids any canonicalisation question.
+Only the uid and provider names travel; keys never do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .context import ByokContext
+
+__all__ = ["HEADER", "SECRET_ENV", "HeaderCodec", "HeaderError"]
+
+HEADER = "byok"
+SECRET_ENV = "BYOK_TASKS_SECRET"
+VERSION = "1"
+# A typical header is about 120 bytes; anything this long was not written by us.
+MAX_HEADER_LENGTH = 1024
+
+
+class HeaderError(ValueError):
+    """A BYOK header that cannot be trusted. The message says why and never quotes the header."""
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class HeaderCodec:
+    """Encodes contexts on the publishing side and checks them on the worker side.
+
+    ``secrets[0]`` signs; any of ``secrets`` verifies, so a secret can be rotated by
+    deploying ``[new, old]`` everywhere before dropping ``old``.
+    """
+
+    secrets: tuple[bytes, ...] = ()
+    require_signature: bool = False
+
+    def __post_init__(self) -> None:
+        if self.require_signature and not self.secrets:
+            raise ValueError(
+                f"require_signature=True needs a secret (argument or {SECRET_ENV}) to check signatures with"
+            )
+
+    @classmethod
+    def configure(
+        cls, secret: str | bytes | Sequence[str | bytes] | None = None, *, require_signature: bool = False
+    ) -> HeaderCodec:
+        """Build a codec from ``install(...)`` arguments, falling back to ``BYOK_TASKS_SECRET``."""
+        if secret is None:
+            secret = os.environ.get(SECRET_ENV) or None
+        if secret is None:
+            secrets: tuple[bytes, ...] = ()
+        elif isinstance(secret, (str, bytes)):
+            secrets = (_secret_bytes(secret),)
+        else:
+            secrets = tuple(_secret_bytes(s) for s in secret)
+        return cls(secrets, require_signature)
+
+    def encode(self, context: ByokContext) -> str:
+        payload = json.dumps(
+            {"u": context.uid, "p": sorted(context.providers)}, separators=(",", ":"), ensure_ascii=False
+        )
+        signed = f"{VERSION}.{_b64encode(payload.encode())}"
+        if not self.secrets:
+            return signed
+        return f"{signed}.{self._sign(self.secrets[0], signed)}"
+
+    def decode(self, value: object) -> ByokContext:
+        """The context in ``value``; :class:`HeaderError` if it is not a header this codec may trust."""
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HeaderError("header is not valid UTF-8") from None
+        if not isinstance(value, str):
+            raise HeaderError(f"header is a {type(value).__name__}, expected a string")
+        if len(value) > MAX_HEADER_LENGTH:
+            raise HeaderError(f"header is {len(value)} characters long, over the limit of {MAX_HEADER_LENGTH}")
+        parts = value.split(".")
+        if parts[0] != VERSION:
+            raise HeaderError("header has an unknown version or is not a byok-tasks header")
+        if len(parts) not in (2, 3):
+            raise HeaderError("header is malformed")
+        if len(parts) == 3 and self.secrets:
+            signed = f"{parts[0]}.{parts[1]}"
+            if not any(hmac.compare_digest(self._sign(s, signed), parts[2]) for s in self.secrets):
+                raise HeaderError("header signature does not match: tampered, or signed with another secret")
+        elif self.require_signature:
+            raise HeaderError("header is unsigned and this worker requires signed headers")
+        return _parse_payload(parts[1])
+
+    @staticmethod
+    def _sign(secret: bytes, signed: str) -> str:
+        return _b64encode(hmac.new(secret, signed.encode("ascii"), hashlib.sha256).digest())
+
+
+def _secret_bytes(secret: str | bytes) -> bytes:
+    data = secret.encode() if isinstance(secret, str) else secret
+    if not data:
+        raise ValueError("the BYOK header secret must not be empty")
+    return data
+
+
+def _parse_payload(text: str) -> ByokContext:
+    try:
+        fields = json.loads(_b64decode(text))
+    except (binascii.Error, ValueError):
+        # json's UnicodeDecodeError and JSONDecodeError are both ValueErrors.
+        raise HeaderError("header payload is not base64-encoded JSON") from None
+    if not isinstance(fields, dict):
+        raise HeaderError("header payload is not an object")
+    uid, providers = fields.get("u"), fields.get("p", [])
+    if not isinstance(uid, str) or not isinstance(providers, list):
+        raise HeaderError("header payload has an invalid uid or provider list")
+    try:
+        return ByokContext(uid, frozenset(providers))
+    except (TypeError, ValueError):
+        raise HeaderError("header payload has an invalid uid or provider list") from None

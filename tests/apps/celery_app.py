@@ -1,0 +1,99 @@
+"""The Celery app the propagation tests run: tasks that report the BYOK context they see.
+
+Worker processes build it from the environment (tests/apps/worker_main.py); the test
+process builds the same app with create_app() to publish to them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+from celery import Celery
+
+import byok_tasks.celery
+from byok_tasks import current_context
+
+
+def seen() -> list[Any] | None:
+    """The context as a task sees it, in a form that survives the result backend."""
+    context = current_context()
+    return None if context is None else [context.uid, sorted(context.providers)]
+
+
+def create_app(
+    broker_url: str, backend_url: str, queue: str, *, secret: str | None = None, require_signature: bool = False
+) -> Celery:
+    app = Celery("byok_test", broker=broker_url, backend=backend_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        result_expires=600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=True,
+    )
+    byok_tasks.celery.install(app, secret=secret, require_signature=require_signature)
+    _register_tasks(app, backend_url)
+    return app
+
+
+def _register_tasks(app: Celery, backend_url: str) -> None:
+    @app.task(shared=False, name="whoami")
+    def whoami() -> list[Any] | None:
+        return seen()
+
+    @app.task(shared=False, name="whoami_required", byok_required=True)
+    def whoami_required() -> list[Any] | None:
+        return seen()
+
+    @app.task(shared=False, name="retry_then_whoami", bind=True, max_retries=3)
+    def retry_then_whoami(self: Any) -> list[Any]:
+        if self.request.retries < 2:
+            raise self.retry(countdown=0)
+        return [seen(), self.request.retries]
+
+    @app.task(
+        shared=False,
+        name="autoretry_then_whoami",
+        bind=True,
+        autoretry_for=(ConnectionError,),
+        retry_kwargs={"countdown": 0, "max_retries": 3},
+    )
+    def autoretry_then_whoami(self: Any) -> list[Any]:
+        if self.request.retries < 2:
+            raise ConnectionError("the provider is briefly unreachable")
+        return [seen(), self.request.retries]
+
+    @app.task(
+        shared=False, name="required_with_autoretry", byok_required=True, autoretry_for=(Exception,), max_retries=3
+    )
+    def required_with_autoretry() -> list[Any] | None:
+        return seen()
+
+    @app.task(shared=False, name="start_trail")
+    def start_trail() -> list[Any]:
+        return [seen()]
+
+    @app.task(shared=False, name="extend_trail")
+    def extend_trail(trail: list[Any]) -> list[Any]:
+        return [*trail, seen()]
+
+    @app.task(shared=False, name="collect")
+    def collect(results: list[Any]) -> dict[str, Any]:
+        return {"header": results, "callback": seen()}
+
+    @app.task(shared=False, name="spawn_whoami")
+    def spawn_whoami() -> str:
+        return str(whoami.delay().id)
+
+    @app.task(shared=False, name="crash_once", acks_late=True, reject_on_worker_lost=True)
+    def crash_once(marker: str) -> list[Any]:
+        # The first delivery parks here until the test SIGKILLs this process; the
+        # redelivered message then finds attempts == 2 and answers.
+        store = redis.Redis.from_url(backend_url)
+        attempts = store.incr(f"byok-test:{marker}:attempts")
+        store.set(f"byok-test:{marker}:pid", os.getpid())
+        if attempts == 1:
+            time.sleep(120)
+        return [seen(), attempts]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import services
+from tests.support.celery_worker import Worker, start_worker
+
+_redis_note: list[str] = []
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    required = "required (CI)" if services.services_required() else "optional"
+    return [f"services: {required}", *_redis_note]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if services.redis_answers(services.REDIS_URL):
+        yield services.REDIS_URL
+        return
+    if services.services_required():
+        pytest.fail(f"Redis does not answer at {services.REDIS_URL} and {services.REQUIRE_ENV} is set")
+    embedded = services.EmbeddedRedisProcess()
+    print(f"\nRedis does not answer at {services.REDIS_URL}: using the embedded server at {embedded.url}")
+    try:
+        yield embedded.url
+    finally:
+        embedded.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    if services.rabbitmq_answers(services.RABBITMQ_URL):
+        return services.RABBITMQ_URL
+    reason = f"RabbitMQ does not answer at {services.RABBITMQ_URL}"
+    if services.services_required():
+        pytest.fail(f"{reason} and {services.REQUIRE_ENV} is set")
+    print(f"\n{reason}: skipping the RabbitMQ tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+def broker_for(request: pytest.FixtureRequest, broker: str) -> str:
+    return str(request.getfixturevalue("redis_url" if broker == "redis" else "rabbitmq_url"))
+
+
+@pytest.fixture(scope="module")
+def worker_factory(worker_logs: Path, redis_url: str) -> Iterator[object]:
+    """Start workers that live until the end of the module; the same configuration is started once."""
+    started: dict[tuple[object, ...], Worker] = {}
+
+    def get(broker_url: str, pool: str, **options: object) -> Worker:
+        key = (broker_url, pool, *sorted(options.items()))
+        worker = started.get(key)
+        if worker is None or not worker.alive():
+            worker = started[key] = start_worker(broker_url, redis_url, pool, worker_logs, **options)  # type: ignore[arg-type]
+        return worker
+
+    yield get
+    for worker in started.values():
+        worker.stop()

@@ -1,0 +1,92 @@
+"""Real `celery worker` processes for the tests, each on a queue of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from celery import Celery
+
+from tests.apps.celery_app import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+# The secret every test worker and the test process share, unless a test says otherwise.
+SECRET = "test-secret-not-a-key"
+CONCURRENCY = {"prefork": 2, "threads": 4, "solo": 1, "gevent": 20}
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    queue: str
+    pool: str
+    app: Celery  # the publishing side, configured like the worker
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(15)
+        # Whatever is left of the worker's process group (pool children included) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.app.close()
+
+
+def start_worker(
+    broker_url: str,
+    backend_url: str,
+    pool: str,
+    log_dir: Path,
+    *,
+    secret: str | None = SECRET,
+    require_signature: bool = False,
+    sentry_dsn: str | None = None,
+) -> Worker:
+    queue = f"byok-test-{pool}-{uuid.uuid4().hex[:8]}"
+    log_path = log_dir / f"{queue}.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BROKER_URL": broker_url,
+        "RESULT_BACKEND": backend_url,
+        "BYOK_TEST_QUEUE": queue,
+        "BYOK_TEST_REQUIRE_SIGNATURE": "1" if require_signature else "",
+    }
+    env.pop("BYOK_TASKS_SECRET", None)
+    if secret is not None:
+        env["BYOK_TASKS_SECRET"] = secret
+    if sentry_dsn is not None:
+        env["SENTRY_DSN"] = sentry_dsn
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "tests.apps.worker_main", "worker",
+                "-P", pool, "-c", str(CONCURRENCY[pool]), "-Q", queue, "-n", f"{queue}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+            ],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    worker = Worker(proc, log_path, queue, pool, create_app(broker_url, backend_url, queue, secret=SECRET))
+    deadline = time.monotonic() + 60
+    while " ready." not in worker.log():
+        if not worker.alive() or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"celery worker ({pool}) did not start:\n{worker.log()}")
+        time.sleep(0.1)
+    return worker

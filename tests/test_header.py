@@ -1,0 +1,98 @@
+"""The header codec: compact, versioned, signed when a secret is set, strict when told to be."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from byok_tasks import ByokContext
+from byok_tasks.header import HeaderCodec, HeaderError
+
+ALICE = ByokContext("user_2x8Kq9LmN3pRt7Vw", frozenset({"openai", "anthropic"}))
+
+
+def test_round_trip_unsigned() -> None:
+    codec = HeaderCodec()
+    assert codec.decode(codec.encode(ALICE)) == ALICE
+
+
+def test_round_trip_signed() -> None:
+    codec = HeaderCodec.configure("s3cret")
+    assert codec.decode(codec.encode(ALICE)) == ALICE
+
+
+def test_typical_header_is_compact() -> None:
+    assert len(HeaderCodec.configure("s3cret").encode(ALICE)) <= 200
+
+
+def test_header_carries_no_more_than_uid_and_provider_names() -> None:
+    header = HeaderCodec().encode(ALICE)
+    assert header.startswith("1.")
+    assert HeaderCodec().decode(header) == ALICE
+
+
+def test_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BYOK_TASKS_SECRET", "from-env")
+    assert HeaderCodec.configure() == HeaderCodec.configure("from-env")
+
+
+def test_rotated_secret_still_verifies_headers_signed_with_the_old_one() -> None:
+    old = HeaderCodec.configure("old").encode(ALICE)
+    assert HeaderCodec.configure(["new", "old"]).decode(old) == ALICE
+
+
+def test_require_signature_without_secret_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BYOK_TASKS_SECRET", raising=False)
+    with pytest.raises(ValueError, match="needs a secret"):
+        HeaderCodec.configure(require_signature=True)
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be empty"):
+        HeaderCodec.configure(b"")
+
+
+def test_signed_header_read_by_a_worker_without_secret_is_accepted_unverified() -> None:
+    # A rolling deploy adds the secret to publishers first; workers must keep working.
+    assert HeaderCodec().decode(HeaderCodec.configure("s3cret").encode(ALICE)) == ALICE
+
+
+def test_unsigned_header_is_refused_when_signatures_are_required() -> None:
+    with pytest.raises(HeaderError, match="unsigned"):
+        HeaderCodec.configure("s3cret", require_signature=True).decode(HeaderCodec().encode(ALICE))
+
+
+def test_flipping_any_character_of_a_signed_header_is_detected() -> None:
+    codec = HeaderCodec.configure("s3cret")
+    header = codec.encode(ALICE)
+    for i in range(2, len(header)):
+        if header[i] == ".":
+            continue
+        flipped = header[:i] + ("A" if header[i] != "A" else "B") + header[i + 1 :]
+        try:
+            decoded = codec.decode(flipped)
+        except HeaderError:
+            continue
+        # base64 padding bits can absorb a flip of the last character without changing the bytes.
+        assert decoded == ALICE
+
+
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300), st.integers(), st.none(), st.lists(st.text())))
+def test_decoding_anything_either_succeeds_or_raises_header_error(value: object) -> None:
+    for codec in (HeaderCodec(), HeaderCodec.configure("s3cret", require_signature=True)):
+        try:
+            codec.decode(value)
+        except HeaderError as exc:
+            if isinstance(value, str) and len(value) >= 8:
+                assert value not in str(exc)
+
+
+@given(
+    st.text(min_size=1, max_size=256).filter(lambda s: not any(ord(c) < 32 or ord(c) == 127 for c in s)),
+    st.frozensets(st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,31}", fullmatch=True), max_size=16),
+)
+def test_any_valid_context_round_trips(uid: str, providers: frozenset[str]) -> None:
+    context = ByokContext(uid, providers)
+    codec = HeaderCodec.configure("s3cret")
+    assert codec.decode(codec.encode(context)) == context
