@@ -1,16 +1,30 @@
 """byok-tasks: tell a user's LLM key failures from the platform's, in background workers.
 
-The core (this package's top level) imports no framework. Adapters live in
-``byok_tasks.celery``, and are imported only by the applications that use them.
+The core (everything imported here) imports no framework. The adapters
+``byok_tasks.celery``, ``byok_tasks.rq`` and ``byok_tasks.sentry`` import theirs, and only
+the applications that use them import them.
 """
 
+from .classification import classify
 from .context import ByokContext, ByokContextRequired, byok_context, current_context
+from .failure import LLMFailure, llm_call
 from .header import HeaderError
+from .keys import ByokKeyExpired, ByokKeyUnavailable, current_key
+from .redaction import redact
+from .report import report_llm_error
 
 __all__ = [
     "ByokContext",
     "ByokContextRequired",
+    "ByokKeyExpired",
+    "ByokKeyUnavailable",
     "HeaderError",
+    "LLMFailure",
     "byok_context",
+    "classify",
     "current_context",
+    "current_key",
+    "llm_call",
+    "redact",
+    "report_llm_error",
 ]

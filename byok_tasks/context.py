@@ -9,10 +9,14 @@ next one. Framework adapters restore it with :func:`attach` and undo it with
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .keys import Keyring
 
 __all__ = [
     "ByokContext",
@@ -33,10 +37,15 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True, slots=True)
 class ByokContext:
-    """Whose keys a unit of work uses: the user, and the providers called with that user's key."""
+    """Whose keys a unit of work uses: the user, and the providers called with that user's key.
+
+    ``keyring`` holds the keys themselves where they are known (see :mod:`byok_tasks.keys`);
+    it is neither shown nor compared, so a context can be logged and tested as a value.
+    """
 
     uid: str
     providers: frozenset[str] = frozenset()
+    keyring: Keyring | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.uid, str) or not self.uid:
@@ -97,9 +106,22 @@ def detach(token: Token[ByokContext | None]) -> None:
 
 
 @contextmanager
-def byok_context(uid: str, providers: Iterable[str] = ()) -> Iterator[ByokContext]:
-    """Run the enclosed code, and every task it enqueues, for ``uid`` using their own key for ``providers``."""
-    context = ByokContext(uid, _provider_set(providers))
+def byok_context(
+    uid: str, providers: Iterable[str] = (), *, keys: Mapping[str, str] | None = None
+) -> Iterator[ByokContext]:
+    """Run the enclosed code, and every task it enqueues, for ``uid`` using their own key for ``providers``.
+
+    ``keys`` maps providers to the user's keys when they arrive with the request; those
+    providers are BYOK too. The keys stay in this process, or travel sealed
+    (:class:`byok_tasks.keys.SealedKeyStore`); never in a task's arguments or headers.
+    """
+    keyring = None
+    if keys:
+        from .keys import Keyring
+
+        providers = _provider_set(providers) | frozenset(keys)
+        keyring = Keyring(keys)
+    context = ByokContext(uid, _provider_set(providers), keyring)
     token = _current.set(context)
     try:
         yield context

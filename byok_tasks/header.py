@@ -4,11 +4,20 @@ Wire format, version 1::
 
     1.<payload>[.<signature>]
 
-``payload`` is base64url (unpadded) of compact JSON ``{"u": uid, "p": [providers]}``;
+``payload`` is base64url (unpadded) of compact JSON::
+
+    {"u": uid, "p": [providers], "t": issued_at, "d": scheduled_delay, "k": sealed_keys_ref}
+
+(``d`` only for tasks with an ETA or countdown, ``k`` only when keys were sealed);
 ``signature`` is base64url of HMAC-SHA256 over ``1.<payload>`` with the shared secret.
 One ASCII string survives every Celery serializer, AMQP header tables and RQ's job
 hash unchanged, and signing the encoded bytes avoids any canonicalisation question.
-Only the uid and provider names travel; keys never do.
+Only the uid, provider names and a reference to sealed keys travel; keys never do.
+
+Replay: a copied header stays valid only ``max_age`` seconds after ``t`` (default 7 days),
+plus the task's own scheduled delay, which is signed with it so that a copy cannot
+claim a longer one. ``CLOCK_SKEW`` seconds of disagreement between the publisher's and
+the worker's clocks are tolerated either way.
 """
 
 from __future__ import annotations
@@ -19,18 +28,23 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from .context import ByokContext
+from .keys import Keyring, is_reference
 
 __all__ = ["HEADER", "SECRET_ENV", "HeaderCodec", "HeaderError"]
 
 HEADER = "byok"
 SECRET_ENV = "BYOK_TASKS_SECRET"
 VERSION = "1"
-# A typical header is about 120 bytes; anything this long was not written by us.
+# A typical header is about 170 bytes; anything this long was not written by us.
 MAX_HEADER_LENGTH = 1024
+DEFAULT_MAX_AGE = 7 * 24 * 3600.0
+CLOCK_SKEW = 300.0
 
 
 class HeaderError(ValueError):
@@ -55,16 +69,24 @@ class HeaderCodec:
 
     secrets: tuple[bytes, ...] = ()
     require_signature: bool = False
+    max_age: float = DEFAULT_MAX_AGE
+    clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.require_signature and not self.secrets:
             raise ValueError(
                 f"require_signature=True needs a secret (argument or {SECRET_ENV}) to check signatures with"
             )
+        if self.max_age <= 0:
+            raise ValueError("max_age must be positive")
 
     @classmethod
     def configure(
-        cls, secret: str | bytes | Sequence[str | bytes] | None = None, *, require_signature: bool = False
+        cls,
+        secret: str | bytes | Sequence[str | bytes] | None = None,
+        *,
+        require_signature: bool = False,
+        max_age: float = DEFAULT_MAX_AGE,
     ) -> HeaderCodec:
         """Build a codec from ``install(...)`` arguments, falling back to ``BYOK_TASKS_SECRET``."""
         if secret is None:
@@ -75,12 +97,16 @@ class HeaderCodec:
             secrets = (_secret_bytes(secret),)
         else:
             secrets = tuple(_secret_bytes(s) for s in secret)
-        return cls(secrets, require_signature)
+        return cls(secrets, require_signature, max_age)
 
-    def encode(self, context: ByokContext) -> str:
-        payload = json.dumps(
-            {"u": context.uid, "p": sorted(context.providers)}, separators=(",", ":"), ensure_ascii=False
-        )
+    def encode(self, context: ByokContext, *, delay: float = 0.0) -> str:
+        """The header for ``context``, for a task that will run ``delay`` seconds from now."""
+        fields: dict[str, object] = {"u": context.uid, "p": sorted(context.providers), "t": int(self.clock())}
+        if delay > 0:
+            fields["d"] = int(delay) + 1
+        if context.keyring is not None and context.keyring.ref is not None:
+            fields["k"] = context.keyring.ref
+        payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
         signed = f"{VERSION}.{_b64encode(payload.encode())}"
         if not self.secrets:
             return signed
@@ -108,7 +134,35 @@ class HeaderCodec:
                 raise HeaderError("header signature does not match: tampered, or signed with another secret")
         elif self.require_signature:
             raise HeaderError("header is unsigned and this worker requires signed headers")
-        return _parse_payload(parts[1])
+        return self._parse_payload(parts[1])
+
+    def _parse_payload(self, text: str) -> ByokContext:
+        try:
+            fields = json.loads(_b64decode(text))
+        except (binascii.Error, ValueError):
+            # json's UnicodeDecodeError and JSONDecodeError are both ValueErrors.
+            raise HeaderError("header payload is not base64-encoded JSON") from None
+        if not isinstance(fields, dict):
+            raise HeaderError("header payload is not an object")
+        uid, providers, ref = fields.get("u"), fields.get("p", []), fields.get("k")
+        if not isinstance(uid, str) or not isinstance(providers, list):
+            raise HeaderError("header payload has an invalid uid or provider list")
+        issued, delay = fields.get("t"), fields.get("d", 0)
+        if not _is_number(issued) or not _is_number(delay):
+            raise HeaderError("header payload has no valid issue time")
+        age = self.clock() - issued
+        if age < -CLOCK_SKEW:
+            raise HeaderError("header was issued in the future: clocks disagree, or it was forged")
+        if age > self.max_age + delay + CLOCK_SKEW:
+            raise HeaderError(
+                f"header expired: issued {age / 3600:.0f} h ago, over the {self.max_age / 3600:g} h limit"
+            )
+        if ref is not None and not is_reference(ref):
+            raise HeaderError("header payload has an invalid sealed-keys reference")
+        try:
+            return ByokContext(uid, frozenset(providers), Keyring(ref=ref) if ref is not None else None)
+        except (TypeError, ValueError):
+            raise HeaderError("header payload has an invalid uid or provider list") from None
 
     @staticmethod
     def _sign(secret: bytes, signed: str) -> str:
@@ -122,18 +176,5 @@ def _secret_bytes(secret: str | bytes) -> bytes:
     return data
 
 
-def _parse_payload(text: str) -> ByokContext:
-    try:
-        fields = json.loads(_b64decode(text))
-    except (binascii.Error, ValueError):
-        # json's UnicodeDecodeError and JSONDecodeError are both ValueErrors.
-        raise HeaderError("header payload is not base64-encoded JSON") from None
-    if not isinstance(fields, dict):
-        raise HeaderError("header payload is not an object")
-    uid, providers = fields.get("u"), fields.get("p", [])
-    if not isinstance(uid, str) or not isinstance(providers, list):
-        raise HeaderError("header payload has an invalid uid or provider list")
-    try:
-        return ByokContext(uid, frozenset(providers))
-    except (TypeError, ValueError):
-        raise HeaderError("header payload has an invalid uid or provider list") from None
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN

@@ -1,0 +1,90 @@
+"""Remove provider keys and credentials from text bound for logs and error trackers.
+
+Providers echo keys back in their error messages (OpenAI masks all but 12 characters;
+Gemini echoes a suspended key whole), SDKs put request headers in exception text, and
+URLs carry ``?key=``. One compiled alternation covers every shape, so the text is
+scanned once however many shapes there are; this runs on every error event.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["REDACTED", "redact"]
+
+REDACTED = "[REDACTED]"
+
+# Where a credential is named, the value after the name goes, whatever it looks like.
+# Each entry is a name's first letter and the rest of it (matched case-insensitively).
+_CREDENTIAL_NAMES = (
+    ("x", r"-goog-api-key|-api-key"),
+    ("a", r"pi[-_]?key|uthorization|ccess[-_]token|ws[-_]secret[-_]access[-_]key|ws[-_]session[-_]token"),
+    ("s", r"ecret[-_]?access[-_]?key|ession[-_]?token"),
+)
+_AFTER_NAME = r"[\"']?\s*[:=]\s*[\"']?(?i:(?:bearer|basic|token)\s+)?(?P<{group}>[^\s\"',;&<>]{{1,4096}})"
+_BEARER = r"(?i:earer)\s+(?P<{group}>[\w.~+/=-]{{8,4096}})"
+_QUERY = r"(?i:key|api[-_]?key|access_token|token)=(?P<{group}>[^&#\s\"']{{1,4096}})"
+# Keys recognised by their shape; ``*`` is in the alphabets so that masked echoes go
+# too. Lengths are bounded so that hostile text cannot make a scan quadratic.
+_SHAPED_KEYS = (
+    r"sk-[\w*-]{16,4096}",  # OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-), Anthropic, OpenRouter
+    r"AIza[\w*-]{20,4096}",  # Google API keys
+    r"ya29\.[\w.*-]{20,4096}",  # Google OAuth access tokens
+    r"gsk_[A-Za-z0-9*]{20,4096}",  # Groq
+    r"xai-[A-Za-z0-9*]{20,4096}",  # xAI
+    r"hf_[A-Za-z0-9*]{20,4096}",  # Hugging Face
+    r"A(?:KIA|SIA|BIA|CCA|IDA|ROA|GPA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Za-z0-9])",  # AWS access key ids
+)
+
+
+def _alternatives() -> list[str]:
+    # Every alternative starts with a literal character, so that the regex engine can
+    # skip straight to the positions where one of them may begin: that is what keeps a
+    # dozen shapes at a few microseconds per message. A group name may appear only once
+    # in a pattern, hence the numbered ones; the value's group tells what matched.
+    alternatives: list[str] = []
+    for first, rest in _CREDENTIAL_NAMES:
+        for letter in (first, first.upper()):
+            group = f"named{len(alternatives)}"
+            alternatives.append(f"{letter}(?i:{rest}){_AFTER_NAME.format(group=group)}")
+    alternatives += [f"{letter}{_BEARER.format(group='bearer' + letter)}" for letter in "bB"]
+    alternatives += [f"\\{separator}{_QUERY.format(group=_QUERY_GROUPS[separator])}" for separator in "?&"]
+    alternatives += list(_SHAPED_KEYS)
+    return alternatives
+
+
+_QUERY_GROUPS = {"?": "query_first", "&": "query_next"}
+_PATTERN = re.compile("|".join(_alternatives()))
+
+
+def _glued_to_a_word(match: re.Match[str], secret: str | None) -> bool:
+    # "task-..." is not an OpenAI key, nor "xapi_key" a credential name (OPENAI_API_KEY
+    # is). Shapes with a distinctive prefix (AIza, gsk_, ...) are redacted wherever they stand.
+    start = match.start()
+    if start == 0 or not match.string[start - 1].isalnum():
+        return False
+    if secret is None:
+        return match.string.startswith("sk-", start)
+    return secret not in _QUERY_GROUPS.values()
+
+
+def redact(text: str) -> str:
+    """``text`` with every key, token and secret replaced by ``[REDACTED]``."""
+    match = _PATTERN.search(text)
+    if match is None:
+        return text
+    parts = []
+    position = 0
+    while match is not None:
+        secret = match.lastgroup  # the group holding a named value; None for a shaped key
+        if _glued_to_a_word(match, secret):
+            # Not a match here, but a key may start inside it: look again one character on.
+            match = _PATTERN.search(text, match.start() + 1)
+            continue
+        kept_until = match.start(secret) if secret is not None else match.start()
+        parts.append(text[position:kept_until])
+        parts.append(REDACTED)
+        position = match.end()
+        match = _PATTERN.search(text, position)
+    parts.append(text[position:])
+    return "".join(parts)

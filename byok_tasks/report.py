@@ -1,0 +1,213 @@
+"""Reporting LLM failures: one structured log record for each, and an event for the error tracker.
+
+The log record is written for every failure, so nothing is lost when storm control holds
+an event back. The error tracker is plugged in by its integration
+(:class:`byok_tasks.sentry.ByokIntegration`) through :func:`set_event_sink`, so that this
+module, like the rest of the core, imports no framework.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+from .classification import classify
+from .failure import CallAnnotations, LLMFailure, Source, annotate
+
+__all__ = [
+    "EventSink",
+    "StormControl",
+    "default_level",
+    "enter_task",
+    "exit_task",
+    "failure_of",
+    "report_llm_error",
+    "set_event_sink",
+]
+
+logger = logging.getLogger("byok_tasks.failures")
+
+Level = Literal["warning", "error"]
+# What the user has to fix with their own key: telling them is the whole remedy.
+_USER_ACTION_REASONS = frozenset({"invalid_key", "permission", "quota"})
+_LOG_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
+
+
+def default_level(failure: LLMFailure) -> Level:
+    """``warning`` for a user's own key that the user must fix; ``error`` for everything that is ours."""
+    if failure.source == "byok" and failure.reason in _USER_ACTION_REASONS:
+        return "warning"
+    return "error"
+
+
+class EventSink(Protocol):
+    """Where failures become error-tracker events; implemented by the Sentry integration."""
+
+    def capture_handled(self, exc: BaseException) -> None:
+        """An event for a failure the application handled and reported itself."""
+
+    def capture_task_failure(self, exc: BaseException, framework: str) -> None:
+        """An event for a task's final failure, unless the tracker's own integration for ``framework`` sends one."""
+
+
+_sink: EventSink | None = None
+
+
+def set_event_sink(sink: EventSink | None) -> None:
+    global _sink
+    _sink = sink
+
+
+_task: ContextVar[str | None] = ContextVar("byok_task", default=None)
+
+
+def enter_task(name: str) -> Token[str | None]:
+    """Mark what runs from here on as task ``name``: failures that name no feature are filed under it."""
+    return _task.set(name)
+
+
+def exit_task(token: Token[str | None]) -> None:
+    try:
+        _task.reset(token)
+    except (ValueError, RuntimeError):  # reset from another Context: clearing is the safe answer
+        _task.set(None)
+
+
+def failure_of(exc: BaseException) -> LLMFailure | None:
+    """:func:`classify`, with the running task's name as the feature when the call named none."""
+    failure = classify(exc)
+    if failure is not None and failure.feature is None and (task := _task.get()) is not None:
+        failure = replace(failure, feature=task)
+    return failure
+
+
+def log_failure(failure: LLMFailure, level: Level | None = None) -> None:
+    fields = {
+        "source": failure.source,
+        "provider": failure.provider,
+        "feature": failure.feature,
+        "model": failure.model,
+        "operation": failure.operation,
+        "uid": failure.uid,
+        "status": failure.status,
+        "reason": failure.reason,
+        "error_type": failure.error_type,
+        "error": failure.message,
+    }
+    logger.log(
+        _LOG_LEVELS[level or default_level(failure)],
+        "llm failure " + " ".join(f"{name}=%r" for name in fields),
+        *fields.values(),
+        extra=fields,
+    )
+
+
+def report_llm_error(
+    exc: BaseException,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    feature: str | None = None,
+    operation: str | None = None,
+    source: Source | None = None,
+) -> LLMFailure | None:
+    """Report a failure the application handled itself (say, by falling back to the platform key).
+
+    Writes one structured log record and sends one error-tracker event, and returns the
+    classification; None when ``exc`` is not an LLM failure. Never raises, and does no I/O
+    of its own beyond the logging handlers': events are queued to the tracker's own thread.
+    """
+    try:
+        annotate(
+            exc, CallAnnotations(provider=provider, model=model, feature=feature, operation=operation, source=source)
+        )
+        failure = failure_of(exc)
+        if failure is None:
+            return None
+        log_failure(failure)
+        if _sink is not None:
+            _sink.capture_handled(exc)
+        return failure
+    except Exception:
+        logger.debug("reporting an LLM failure failed", exc_info=True)
+        return None
+
+
+def task_failed(exc: BaseException, framework: str) -> None:
+    """A task failed for good (no retry follows): log it if it is an LLM failure, and have it captured."""
+    try:
+        failure = failure_of(exc)
+        if failure is None:
+            return
+        log_failure(failure)
+        if _sink is not None:
+            _sink.capture_task_failure(exc, framework)
+    except Exception:
+        logger.debug("reporting a task failure failed", exc_info=True)
+
+
+@dataclass
+class _Window:
+    started: float
+    sent: int = 0
+    suppressed: int = 0
+
+
+class StormControl:
+    """At most ``budget`` events per ``window`` seconds for each (uid, provider, reason), in this process.
+
+    A user whose key was revoked can enqueue thousands of tasks a minute; each still gets
+    its log record, but only the first events reach the tracker. The next event admitted
+    for the same key carries how many were held back. Platform failures are ours to see
+    in full, so they are only limited when ``platform`` is set.
+    """
+
+    # Bounds the memory a flood of distinct users can take; the oldest windows go first.
+    MAX_KEYS = 10_000
+
+    def __init__(
+        self,
+        budget: int = 1,
+        window: float = 600.0,
+        *,
+        platform: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if budget < 1 or window <= 0:
+            raise ValueError("storm control needs a budget of at least 1 event and a positive window")
+        self.budget, self.window, self.platform, self._clock = budget, window, platform, clock
+        self._windows: dict[tuple[str | None, ...], _Window] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, failure: LLMFailure) -> int | None:
+        """None to hold the event back; else the number held back since the last one sent for this key."""
+        if failure.source == "platform" and not self.platform:
+            return 0
+        key = (failure.source, failure.uid, failure.provider, failure.reason)
+        now = self._clock()
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None or now - window.started >= self.window:
+                carried = window.suppressed if window is not None else 0
+                window = self._windows[key] = _Window(now, suppressed=carried)
+                self._prune(now)
+            if window.sent >= self.budget:
+                window.suppressed += 1
+                return None
+            window.sent += 1
+            suppressed, window.suppressed = window.suppressed, 0
+            return suppressed
+
+    def _prune(self, now: float) -> None:
+        if len(self._windows) <= self.MAX_KEYS:
+            return
+        for key, window in list(self._windows.items()):
+            if now - window.started >= self.window and not window.suppressed:
+                del self._windows[key]
+        while len(self._windows) > self.MAX_KEYS:
+            del self._windows[next(iter(self._windows))]

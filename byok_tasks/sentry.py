@@ -1,0 +1,222 @@
+"""Sentry: every event that carries an LLM failure is tagged, grouped, levelled and scrubbed.
+
+Add :class:`ByokIntegration` to ``sentry_sdk.init(integrations=[...])``. It captures
+nothing that another integration already captures: it enriches whatever event carries
+the failure. Where a failure's fate is not yet known, the event is held back:
+
+- sentry-sdk's LLM integrations (OpenAI, Anthropic, LangChain, ...) capture a failure
+  at the call, before anyone knows whether the task will retry it or the application
+  will handle it. Those events are dropped; the failure is reported where its fate is
+  known: when it leaves the task or the request (Celery's, RQ's or the web framework's
+  integration), or when the application calls :func:`byok_tasks.report_llm_error`.
+- Storm control holds back repeated BYOK failures (:class:`byok_tasks.report.StormControl`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from sentry_sdk.integrations import Integration
+from sentry_sdk.integrations.dedupe import DedupeIntegration
+from sentry_sdk.integrations.logging import ignore_logger
+from sentry_sdk.scope import add_global_event_processor
+from sentry_sdk.utils import event_from_exception, safe_repr
+
+from . import report
+from .failure import LLMFailure
+from .redaction import REDACTED, redact
+
+if TYPE_CHECKING:
+    from sentry_sdk._types import Event, Hint, LogLevelStr
+
+__all__ = ["ByokIntegration", "default_fingerprint", "redact_event"]
+
+# The mechanism types of sentry-sdk's integrations that capture at the LLM call itself.
+_CALL_LEVEL_MECHANISMS = frozenset(
+    {
+        "anthropic",
+        "cohere",
+        "google_genai",
+        "huggingface_hub",
+        "langchain",
+        "langgraph",
+        "litellm",
+        "mistral",
+        "openai",
+        "openai_agents",
+        "pydantic_ai",
+    }
+)
+# Containers deeper than this are cut, as Sentry's own serializer would cut them.
+_MAX_DEPTH = 12
+
+
+def default_fingerprint(failure: LLMFailure) -> list[str]:
+    """Group by what triage needs: 500 users with invalid keys are one issue, a platform outage another."""
+    return ["llm", failure.source, failure.provider, failure.reason, failure.feature or "unknown"]
+
+
+class ByokIntegration(Integration):
+    """Tags (``llm.source``, ``llm.provider``, ``llm.reason``, ...), fingerprint, level and user for
+    every event carrying an LLM failure; key material scrubbed by value from every event.
+
+    ``level`` maps a failure to ``"warning"`` or ``"error"`` (default: warning for what the
+    user must fix on their own key). ``fingerprint`` returns the grouping (None keeps
+    Sentry's own). Storm control sends at most ``storm_budget`` events per
+    ``storm_window`` seconds for each (user, provider, reason) in each process; platform
+    failures too if ``storm_platform``.
+    """
+
+    identifier = "byok"
+
+    def __init__(
+        self,
+        *,
+        level: Callable[[LLMFailure], LogLevelStr] = report.default_level,
+        fingerprint: Callable[[LLMFailure], list[str]] | None = default_fingerprint,
+        storm_budget: int = 1,
+        storm_window: float = 600.0,
+        storm_platform: bool = False,
+    ) -> None:
+        self.level = level
+        self.fingerprint = fingerprint
+        self.storm = report.StormControl(storm_budget, storm_window, platform=storm_platform)
+
+    @staticmethod
+    def setup_once() -> None:
+        add_global_event_processor(_process_event)
+        # Our structured failure records are for log pipelines; the event goes separately.
+        ignore_logger("byok_tasks")
+        report.set_event_sink(_SentrySink())
+
+
+def _integration() -> ByokIntegration | None:
+    integration = sentry_sdk.get_client().get_integration(ByokIntegration)
+    return integration if isinstance(integration, ByokIntegration) else None
+
+
+def _process_event(event: Event, hint: Hint) -> Event | None:
+    integration = _integration()
+    if integration is None:
+        return event
+    _scrub_after_serialization(sentry_sdk.get_client().options)
+    exc_info = (hint or {}).get("exc_info")
+    failure = report.failure_of(exc_info[1]) if exc_info and exc_info[1] is not None else None
+    if failure is None:
+        return event
+    suppressed = None if _mechanism(event) in _CALL_LEVEL_MECHANISMS else integration.storm.admit(failure)
+    if suppressed is None:
+        # Dedupe remembers the last exception it let through; forgetting it lets the same
+        # exception through when it reaches the integration that reports its real fate.
+        DedupeIntegration.reset_last_seen()
+        return None
+    _enrich(event, failure, suppressed, integration)
+    return event
+
+
+def _mechanism(event: Event) -> str | None:
+    try:
+        return str(event["exception"]["values"][-1]["mechanism"]["type"])
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _enrich(event: Event, failure: LLMFailure, suppressed: int, integration: ByokIntegration) -> None:
+    tags = event.setdefault("tags", {})
+    tags.update(
+        {
+            "llm.source": failure.source,
+            "llm.provider": failure.provider,
+            "llm.reason": failure.reason,
+            "llm.operation": failure.operation,
+        }
+    )
+    for tag, value in (
+        ("llm.status", failure.status),
+        ("llm.model", failure.model),
+        ("llm.feature", failure.feature),
+        ("byok.uid", failure.uid),
+    ):
+        if value is not None:
+            tags[tag] = str(value)
+    if failure.source == "byok" and failure.uid is not None:
+        event["user"] = {**(event.get("user") or {}), "id": failure.uid}
+    record = failure.as_dict()
+    if suppressed:
+        record["suppressed"] = suppressed
+        tags["llm.suppressed"] = str(suppressed)
+    event.setdefault("contexts", {})["llm"] = record
+    event["level"] = integration.level(failure)
+    if integration.fingerprint is not None:
+        event["fingerprint"] = integration.fingerprint(failure)
+
+
+def redact_event(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with every string value that holds key material redacted, whatever its field.
+
+    Sentry's own scrubber matches field names, not values: it lets ``key = "sk-…"`` in a
+    stack frame and a key echoed in an exception message through. Objects are checked by
+    the repr Sentry would send for them.
+    """
+    redacted: dict[str, Any] = _redacted(event, 0)
+    return redacted
+
+
+def _redacted(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if depth > _MAX_DEPTH:
+        return REDACTED
+    if isinstance(value, dict):
+        return {key: _redacted(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item, depth + 1) for item in value]
+    text = safe_repr(value)
+    cleaned = redact(text)
+    return value if cleaned == text else cleaned
+
+
+def _scrub_after_serialization(options: dict[str, Any]) -> None:
+    # Scrubbing belongs after Sentry has serialized the event (objects in stack frames
+    # become their reprs) and after the processors on the scope (Celery's adds task
+    # arguments when send_default_pii is on). The only hook after both is before_send,
+    # which belongs to the application: we chain to it rather than replace it, checked
+    # per event because every sentry_sdk.init makes a new client.
+    for option in ("before_send", "before_send_transaction"):
+        current = options.get(option)
+        if not getattr(current, "_byok_scrubs", False):
+            options[option] = _scrubbing(current)
+
+
+def _scrubbing(inner: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], Any]:
+    def before_send(event: Any, hint: Any) -> Any:
+        if inner is not None:
+            event = inner(event, hint)
+        return redact_event(event) if isinstance(event, dict) else event
+
+    before_send._byok_scrubs = True  # type: ignore[attr-defined]
+    return before_send
+
+
+class _SentrySink:
+    def capture_handled(self, exc: BaseException) -> None:
+        self._capture(exc, handled=True)
+
+    def capture_task_failure(self, exc: BaseException, framework: str) -> None:
+        # Celery's and RQ's own integrations capture a task's final failure themselves.
+        if sentry_sdk.get_client().get_integration(framework) is None:
+            self._capture(exc, handled=False)
+
+    @staticmethod
+    def _capture(exc: BaseException, *, handled: bool) -> None:
+        client = sentry_sdk.get_client()
+        if client.get_integration(ByokIntegration) is None:
+            return
+        event, hint = event_from_exception(
+            exc, client_options=client.options, mechanism={"type": "byok", "handled": handled}
+        )
+        sentry_sdk.capture_event(event, hint=hint)

@@ -1,0 +1,114 @@
+"""A small Celery app that processes conversations with LLMs, run with ``celery -A worker worker``.
+
+Users of a BYOK product bring their own OpenAI or Anthropic key; everyone else runs on
+the platform's keys. byok-tasks carries who the task runs for into the worker, gives the
+task the right key, and tells a user's key failing from ours failing.
+
+Configuration (environment):
+    BROKER_URL / REDIS_URL    the broker; without one, an embedded Redis-protocol server
+                              is started on 127.0.0.1:6399, so nothing needs installing
+    RESULT_BACKEND            defaults to the broker when it is Redis
+    SENTRY_DSN                report failures to Sentry (tagged llm.source, llm.reason, ...)
+    OPENAI_API_KEY, ANTHROPIC_API_KEY        the platform's keys
+    OPENAI_BASE_URL, ANTHROPIC_BASE_URL      another endpoint (the demo's sandbox)
+    BYOK_TASKS_SECRET, BYOK_TASKS_ENCRYPTION_KEY   see the README's configuration table
+"""
+
+from __future__ import annotations
+
+import os
+
+import anthropic
+import openai
+from celery import Celery
+
+import byok_tasks.celery
+from byok_tasks import current_key, llm_call
+from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore
+
+
+def _broker_url() -> str:
+    url = os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL")
+    if url:
+        return url
+    from byok_tasks.testing import embedded_redis
+
+    return embedded_redis.ensure()
+
+
+BROKER_URL = _broker_url()
+RESULT_BACKEND = os.environ.get("RESULT_BACKEND") or (BROKER_URL if BROKER_URL.startswith("redis") else "rpc://")
+
+app = Celery("worker", broker=BROKER_URL, backend=RESULT_BACKEND)
+app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, broker_connection_retry_on_startup=True)
+
+if os.environ.get("SENTRY_DSN"):
+    import sentry_sdk
+
+    from byok_tasks.sentry import ByokIntegration
+
+    sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], integrations=[ByokIntegration()])
+
+byok_tasks.celery.install(
+    app,
+    # Keys that arrive with a web request travel to the worker sealed in Redis, never in the message.
+    key_store=SealedKeyStore(os.environ.get("REDIS_URL", BROKER_URL)) if os.environ.get(ENCRYPTION_KEY_ENV) else None,
+)
+
+SUMMARY_MODEL = "gpt-4o-mini"
+ACTIONS_MODEL = "claude-sonnet-4-5"
+# Failures that pass by themselves are retried; the rest (an invalid key, no credits) are not.
+TRANSIENT = (openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError)
+
+
+def openai_client() -> openai.OpenAI:
+    """The user's own key when this task runs for a BYOK user of OpenAI, else the platform's."""
+    return openai.OpenAI(
+        api_key=current_key("openai") or os.environ.get("OPENAI_API_KEY", "sk-platform-not-configured"),
+        base_url=os.environ.get("OPENAI_BASE_URL"),
+        max_retries=0,
+    )
+
+
+def anthropic_client() -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        api_key=current_key("anthropic") or os.environ.get("ANTHROPIC_API_KEY", "sk-ant-platform-not-configured"),
+        base_url=os.environ.get("ANTHROPIC_BASE_URL"),
+        max_retries=0,
+    )
+
+
+@app.task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=2)
+def summarize_conversation(conversation_id: str, transcript: str) -> str:
+    """Summarise a conversation with OpenAI."""
+    with llm_call("openai", model=SUMMARY_MODEL, feature="summarize_conversation"):
+        completion = openai_client().chat.completions.create(
+            model=SUMMARY_MODEL,
+            messages=[
+                {"role": "system", "content": "Summarise this conversation in two sentences."},
+                {"role": "user", "content": transcript},
+            ],
+        )
+    return completion.choices[0].message.content or ""
+
+
+@app.task
+def extract_action_items(conversation_id: str, transcript: str) -> str:
+    """List the action items of a conversation with Anthropic."""
+    with llm_call("anthropic", model=ACTIONS_MODEL, feature="extract_action_items"):
+        message = anthropic_client().messages.create(
+            model=ACTIONS_MODEL,
+            max_tokens=300,
+            messages=[{"role": "user", "content": f"List the action items:\n\n{transcript}"}],
+        )
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+@app.task(byok_required=True)
+def rewrite_in_users_voice(conversation_id: str, text: str) -> str:
+    """A feature only for BYOK users: without a BYOK context it is refused, not run on our key."""
+    with llm_call("openai", model=SUMMARY_MODEL, feature="rewrite_in_users_voice"):
+        completion = openai_client().chat.completions.create(
+            model=SUMMARY_MODEL, messages=[{"role": "user", "content": f"Rewrite in my voice: {text}"}]
+        )
+    return completion.choices[0].message.content or ""
