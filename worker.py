@@ -56,9 +56,15 @@ byok_tasks.celery.install(
 )
 
 SUMMARY_MODEL = "gpt-4o-mini"
-ACTIONS_MODEL = "claude-sonnet-4-5"
+ACTIONS_MODEL = "claude-sonnet-5"
 # Failures that pass by themselves are retried; the rest (an invalid key, no credits) are not.
 TRANSIENT = (openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError)
+
+
+# A client per call, because the key differs per user; one connection pool for all of
+# them, because building an HTTP client (its TLS context) costs tens of milliseconds.
+_openai_http = openai.DefaultHttpxClient()
+_anthropic_http = anthropic.DefaultHttpxClient()
 
 
 def openai_client() -> openai.OpenAI:
@@ -66,7 +72,8 @@ def openai_client() -> openai.OpenAI:
     return openai.OpenAI(
         api_key=current_key("openai") or os.environ.get("OPENAI_API_KEY", "sk-platform-not-configured"),
         base_url=os.environ.get("OPENAI_BASE_URL"),
-        max_retries=0,
+        max_retries=0,  # Celery retries what is worth retrying, with the task's context
+        http_client=_openai_http,
     )
 
 
@@ -75,6 +82,7 @@ def anthropic_client() -> anthropic.Anthropic:
         api_key=current_key("anthropic") or os.environ.get("ANTHROPIC_API_KEY", "sk-ant-platform-not-configured"),
         base_url=os.environ.get("ANTHROPIC_BASE_URL"),
         max_retries=0,
+        http_client=_anthropic_http,
     )
 
 

@@ -6,6 +6,7 @@ the applications that use them import them.
 """
 
 from .classification import classify
+from .concurrency import report_llm_error_async, submit_with_context
 from .context import ByokContext, ByokContextRequired, byok_context, current_context
 from .failure import LLMFailure, llm_call
 from .header import HeaderError
@@ -27,4 +28,6 @@ __all__ = [
     "llm_call",
     "redact",
     "report_llm_error",
+    "report_llm_error_async",
+    "submit_with_context",
 ]

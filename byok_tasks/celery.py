@@ -1,14 +1,24 @@
 """Celery: the BYOK context travels in a task header and is restored around the task.
 
-Three signal handlers do the work. The publish handler runs wherever a task is sent,
-including inside a running task, so retries, chain steps, chord callbacks and tasks
-sent from tasks inherit the context that the worker restored for their parent.
+Signal handlers do the work:
+
+- ``before_task_publish`` writes the header. It runs wherever a task is sent, inside a
+  running task too, so retries, chain steps, chord callbacks and tasks sent from tasks
+  inherit the context the worker restored for their parent.
+- ``task_prerun`` restores the context (and the task's name, for reports); ``task_postrun``
+  resets both with their tokens.
+- ``task_failure`` reports a task's final LLM failure.
+
+Two wrappers do what a signal cannot, because Celery logs and swallows what signal
+handlers raise: around ``send_task_message``, sealing keys can refuse a task; around the
+``run`` of a ``byok_required`` task, the task refuses to run without a context.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -50,6 +60,8 @@ def install(
     """
     global _codec
     codec = HeaderCodec.configure(secret, require_signature=require_signature, max_age=max_age)
+    if _codec is not None and codec != _codec:
+        raise ValueError("byok_tasks.celery.install() was already called in this process with other settings")
     keys.configure(store=key_store, resolver=resolver)
     if _codec is None:
         _codec = codec
@@ -58,13 +70,14 @@ def install(
         signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="byok_tasks.postrun")
         signals.task_failure.connect(_on_failure, weak=False, dispatch_uid="byok_tasks.failure")
         signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="byok_tasks.worker_init")
-    elif codec != _codec:
-        raise ValueError("byok_tasks.celery.install() was already called in this process with other settings")
-    # The worker builds each task's tracer around task.run at start, so the byok_required
-    # guard must be in place before then: now for tasks that exist, at finalize for the rest.
-    app.on_after_finalize.connect(_guard_app_tasks, weak=False, dispatch_uid="byok_tasks.guard")
-    if app.finalized:
-        _guard_app_tasks(app)
+    # Celery builds a task's tracer around task.run (at worker start, or at each eager
+    # apply), so the byok_required guard goes on as each task is made: those made from now
+    # on through the app's task factory, those already made right here. Class-based tasks
+    # registered by hand are guarded when a worker starts.
+    if not getattr(app._task_from_fun, "_byok_guards", False):
+        app._task_from_fun = _guarding_new_tasks(app._task_from_fun)
+    for task in list(app._tasks.values()):
+        _guard(task)
     if not getattr(app.amqp.send_task_message, "_byok_seals", False):
         app.amqp.send_task_message = _sealing_keys(app.amqp.send_task_message)
 
@@ -85,17 +98,7 @@ def _sealing_keys(send: Callable[..., Any]) -> Callable[..., Any]:
     def send_task_message(producer: Any, name: str, message: Any, *args: Any, **kwargs: Any) -> Any:
         context = current_context()
         if context is not None and context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
-            store = keys.key_store()
-            if store is None:
-                raise keys.ByokKeyUnavailable(
-                    "keys given to byok_context() need a SealedKeyStore to reach workers: pass key_store= to install()"
-                )
-            delay = _delay(message.headers.get("eta"))
-            if delay > store.ttl:
-                raise keys.ByokKeyUnavailable(
-                    f"task {name} is scheduled {delay:.0f} s ahead, beyond the {store.ttl:g} s that sealed keys live"
-                )
-            context.keyring.seal(context.uid, store)
+            context.keyring.seal(context.uid, keys.key_store(), delay=_delay(message.headers.get("eta")))
         return send(producer, name, message, *args, **kwargs)
 
     send_task_message._byok_seals = True  # type: ignore[attr-defined]
@@ -144,10 +147,12 @@ def _on_postrun(task: Task, **_: Any) -> None:
 
 
 def _on_failure(sender: Task, exception: BaseException, **_: Any) -> None:
-    # Celery sends task_failure only when no retry follows. Exceptions the task declares
-    # in `throws` are expected outcomes, not failures to report.
-    if not isinstance(exception, sender.throws):
-        report.task_failed(exception, "celery")
+    # Celery sends task_failure only when no retry follows, with a picklable stand-in for
+    # the exception: SDK exceptions, which hold HTTP responses, are not picklable. It sends
+    # it while handling the original, which is therefore still sys.exc_info()'s.
+    raised = sys.exc_info()[1] or exception
+    # Exceptions the task declares in `throws` are expected outcomes, not failures to report.
+    report.task_failed(raised, "celery", expected=isinstance(raised, sender.throws))
 
 
 def _find_header(request: Any) -> object | None:
@@ -165,17 +170,28 @@ def _find_header(request: Any) -> object | None:
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if app is not None:
-        _guard_app_tasks(app)
+        for task in list(app.tasks.values()):
+            _guard(task)
 
 
-def _guard_app_tasks(sender: Celery, **_: Any) -> None:
-    for task in list(sender.tasks.values()):
-        if getattr(task, "byok_required", False) and not getattr(task.run, "_byok_guard", False):
-            task.run = _guarded_run(task)
+def _guarding_new_tasks(task_from_fun: Callable[..., Task]) -> Callable[..., Task]:
+    @functools.wraps(task_from_fun)
+    def task_from_fun_guarded(*args: Any, **kwargs: Any) -> Task:
+        task = task_from_fun(*args, **kwargs)
+        _guard(task)
+        return task
+
+    task_from_fun_guarded._byok_guards = True  # type: ignore[attr-defined]
+    return task_from_fun_guarded
+
+
+def _guard(task: Task) -> None:
+    if getattr(task, "byok_required", False) and not getattr(task.run, "_byok_guard", False):
+        task.run = _guarded_run(task)
 
 
 def _guarded_run(task: Task) -> Any:
-    # Wraps the outermost run (outside autoretry_for), so the refusal is never retried.
+    # The outermost run (outside autoretry_for), so that the refusal is never retried.
     inner = task.run
 
     @functools.wraps(inner)

@@ -76,7 +76,8 @@ def _provider_set(providers: Iterable[str]) -> frozenset[str]:
         raise ValueError(f"at most {MAX_PROVIDERS} providers")
     for name in result:
         if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
-            raise ValueError(f"invalid provider name {name!r}: lowercase letters, digits, '_', '.', '-'")
+            # Not quoted: a key passed where a provider name belongs must not land in an error.
+            raise ValueError("invalid provider name: up to 32 lowercase letters, digits, '_', '.', '-'")
     return result
 
 

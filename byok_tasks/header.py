@@ -17,7 +17,8 @@ Only the uid, provider names and a reference to sealed keys travel; keys never d
 Replay: a copied header stays valid only ``max_age`` seconds after ``t`` (default 7 days),
 plus the task's own scheduled delay, which is signed with it so that a copy cannot
 claim a longer one. ``CLOCK_SKEW`` seconds of disagreement between the publisher's and
-the worker's clocks are tolerated either way.
+the worker's clocks are tolerated either way. A retry carries its task's header as it
+was, issue time included: ``max_age`` bounds the whole life of a task, retries and all.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from .context import ByokContext
 from .keys import Keyring, is_reference
@@ -71,6 +73,11 @@ class HeaderCodec:
     require_signature: bool = False
     max_age: float = DEFAULT_MAX_AGE
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
+    # HMAC states keyed with each secret, copied for every signature instead of re-keyed.
+    _macs: tuple[Any, ...] = field(init=False, compare=False, repr=False)
+    # The last header encoded, with what it was made from: a request that enqueues several
+    # tasks, or a group, pays for one encoding. One tuple, replaced whole, so threads are safe.
+    _last: tuple[object, ...] = field(init=False, compare=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         if self.require_signature and not self.secrets:
@@ -79,6 +86,7 @@ class HeaderCodec:
             )
         if self.max_age <= 0:
             raise ValueError("max_age must be positive")
+        object.__setattr__(self, "_macs", tuple(hmac.new(secret, digestmod=hashlib.sha256) for secret in self.secrets))
 
     @classmethod
     def configure(
@@ -101,16 +109,26 @@ class HeaderCodec:
 
     def encode(self, context: ByokContext, *, delay: float = 0.0) -> str:
         """The header for ``context``, for a task that will run ``delay`` seconds from now."""
-        fields: dict[str, object] = {"u": context.uid, "p": sorted(context.providers), "t": int(self.clock())}
-        if delay > 0:
-            fields["d"] = int(delay) + 1
-        if context.keyring is not None and context.keyring.ref is not None:
-            fields["k"] = context.keyring.ref
-        payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
-        signed = f"{VERSION}.{_b64encode(payload.encode())}"
-        if not self.secrets:
-            return signed
-        return f"{signed}.{self._sign(self.secrets[0], signed)}"
+        issued = int(self.clock())
+        scheduled = int(delay) + 1 if delay > 0 else 0
+        ref = context.keyring.ref if context.keyring is not None else None
+        made_from = (context, issued, scheduled, ref)
+        last = self._last
+        if last and last[0] is context and last[1:4] == made_from[1:]:
+            return str(last[4])
+        # Provider names and references are validated to need no JSON escaping; the uid may.
+        providers = ",".join(f'"{name}"' for name in sorted(context.providers))
+        payload = f'{{"u":{_json_string(context.uid)},"p":[{providers}],"t":{issued}'
+        if scheduled:
+            payload += f',"d":{scheduled}'
+        if ref is not None:
+            payload += f',"k":"{ref}"'
+        payload += "}"
+        header = signed = f"{VERSION}.{_b64encode(payload.encode())}"
+        if self._macs:
+            header = f"{signed}.{self._sign(self._macs[0], signed)}"
+        object.__setattr__(self, "_last", (*made_from, header))
+        return header
 
     def decode(self, value: object) -> ByokContext:
         """The context in ``value``; :class:`HeaderError` if it is not a header this codec may trust."""
@@ -128,9 +146,9 @@ class HeaderCodec:
             raise HeaderError("header has an unknown version or is not a byok-tasks header")
         if len(parts) not in (2, 3):
             raise HeaderError("header is malformed")
-        if len(parts) == 3 and self.secrets:
+        if len(parts) == 3 and self._macs:
             signed = f"{parts[0]}.{parts[1]}"
-            if not any(hmac.compare_digest(self._sign(s, signed), parts[2]) for s in self.secrets):
+            if not any(hmac.compare_digest(self._sign(mac, signed), parts[2]) for mac in self._macs):
                 raise HeaderError("header signature does not match: tampered, or signed with another secret")
         elif self.require_signature:
             raise HeaderError("header is unsigned and this worker requires signed headers")
@@ -148,15 +166,19 @@ class HeaderCodec:
         if not isinstance(uid, str) or not isinstance(providers, list):
             raise HeaderError("header payload has an invalid uid or provider list")
         issued, delay = fields.get("t"), fields.get("d", 0)
-        if not _is_number(issued) or not _is_number(delay):
+        if not _is_number(issued):
             raise HeaderError("header payload has no valid issue time")
+        if not _is_number(delay) or delay < 0:
+            raise HeaderError("header payload has an invalid scheduled delay")
         age = self.clock() - issued
         if age < -CLOCK_SKEW:
-            raise HeaderError("header was issued in the future: clocks disagree, or it was forged")
-        if age > self.max_age + delay + CLOCK_SKEW:
             raise HeaderError(
-                f"header expired: issued {age / 3600:.0f} h ago, over the {self.max_age / 3600:g} h limit"
+                f"header was issued {-age:.0f} s in the future, beyond the {CLOCK_SKEW:g} s tolerated "
+                "between clocks: a clock is wrong, or the header was forged"
             )
+        if age > self.max_age + delay + CLOCK_SKEW:
+            allowance = f"max_age of {_hours(self.max_age)}" + (f" plus its {_hours(delay)} delay" if delay else "")
+            raise HeaderError(f"header expired: issued {_hours(age)} ago, beyond its {allowance}")
         if ref is not None and not is_reference(ref):
             raise HeaderError("header payload has an invalid sealed-keys reference")
         try:
@@ -165,8 +187,13 @@ class HeaderCodec:
             raise HeaderError("header payload has an invalid uid or provider list") from None
 
     @staticmethod
-    def _sign(secret: bytes, signed: str) -> str:
-        return _b64encode(hmac.new(secret, signed.encode("ascii"), hashlib.sha256).digest())
+    def _sign(keyed: Any, signed: str) -> str:
+        mac = keyed.copy()
+        mac.update(signed.encode("ascii"))
+        return _b64encode(mac.digest())
+
+
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _secret_bytes(secret: str | bytes) -> bytes:
@@ -177,4 +204,9 @@ def _secret_bytes(secret: str | bytes) -> bytes:
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+    # json accepts NaN and Infinity; an infinite delay would make a header valid forever.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"

@@ -9,7 +9,9 @@ Two ways for a key to reach the worker, one call to get it (:func:`current_key`)
   task is published under ``byok_context(uid, keys={...})``, the keys are encrypted with
   AES-256-GCM (bound to the uid and a random reference) and stored in Redis under that
   reference with a TTL; only the reference travels in the task header. The worker fetches
-  and decrypts them on first use.
+  and decrypts them on first use. Retries, chain steps and tasks sent from the task pass
+  the same reference on, so all of them must start within the TTL; a task scheduled
+  further ahead is refused when it is sent.
 
 Neither way falls back to the platform's key: a provider the context names as BYOK either
 yields the user's key or raises :class:`ByokKeyUnavailable`.
@@ -27,9 +29,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from .context import current_context
+from .context import _PROVIDER_NAME, current_context
 
 __all__ = [
     "ENCRYPTION_KEY_ENV",
@@ -67,16 +69,38 @@ class Keyring:
     only as long as the context object, which lives for one task.
     """
 
-    __slots__ = ("_keys", "_lock", "ref")
+    __slots__ = ("_keys", "_lock", "_sealed_until", "ref")
 
     def __init__(self, keys: Mapping[str, str] | None = None, *, ref: str | None = None) -> None:
+        if keys is not None:
+            for provider, key in keys.items():
+                if not isinstance(provider, str) or not _PROVIDER_NAME.fullmatch(provider):
+                    # Not quoted: in a mapping written the wrong way round, this is the key.
+                    raise ValueError("keys must map provider names (lowercase letters, digits, '_', '.', '-') to keys")
+                # An empty key would make ``current_key(p) or platform_key`` spend the platform's key.
+                if not isinstance(key, str) or not key:
+                    raise ValueError(f"the {provider} key must be a non-empty string")
         self._keys = dict(keys) if keys is not None else None
         self.ref = ref
+        # When the copy sealed by this process expires (monotonic clock); None when the
+        # reference came from elsewhere, with its keys expiring on a schedule we do not know.
+        self._sealed_until: float | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         providers = sorted(self._keys) if self._keys is not None else "sealed"
         return f"Keyring(providers={providers!r}, ref={self.ref!r})"
+
+    def __reduce__(self) -> NoReturn:
+        # Exceptions annotated by llm_call hold the context: a pickling result backend must
+        # fail to store one (Celery then stores a string stand-in), not store the keys.
+        raise TypeError("a Keyring holds keys and is never pickled")
+
+    def opened(self) -> tuple[str, ...]:
+        """The keys this process holds in the clear (given here, or already opened): what a
+        scrubber must remove by value, whatever their shape. Never fetches sealed keys."""
+        with self._lock:
+            return tuple(self._keys.values()) if self._keys is not None else ()
 
     def get(self, uid: str, provider: str) -> str | None:
         with self._lock:
@@ -90,14 +114,35 @@ class Keyring:
                 self._keys = _store.open(self.ref, uid)
             return self._keys.get(provider)
 
-    def seal(self, uid: str, store: SealedKeyStore) -> str:
-        """Store the keys (once per context) and return the reference that travels instead of them."""
+    def seal(self, uid: str, store: SealedKeyStore | None, *, delay: float = 0.0) -> str:
+        """The reference that travels instead of the keys, for a task starting ``delay`` seconds from now.
+
+        Keys given in this process are sealed on first use, and sealed again under a new
+        reference once the stored copy has less than the delay plus half its TTL to live,
+        so that a long-lived context never hands out a reference about to expire. A
+        reference that came with a task is passed on: its keys expire on their first schedule.
+        """
         with self._lock:
-            if self.ref is None:
-                if self._keys is None:
-                    raise ByokKeyUnavailable("there are no keys to seal")
-                self.ref = store.seal(self._keys, uid)
-            return self.ref
+            if store is not None and delay > store.ttl:
+                raise ByokKeyUnavailable(
+                    f"a task scheduled {delay:.0f} s ahead cannot take sealed keys, which live {store.ttl:g} s: "
+                    "schedule it sooner, give the SealedKeyStore a longer ttl, or use a resolver"
+                )
+            if self.ref is not None and self._sealed_until is None:
+                return self.ref
+            if self._keys is None:
+                raise ByokKeyUnavailable("there are no keys to seal")
+            if store is None:
+                raise ByokKeyUnavailable(
+                    "keys given to byok_context() need a SealedKeyStore to reach workers: pass key_store= to install()"
+                )
+            now = time.monotonic()
+            lasts = self._sealed_until is not None and self._sealed_until - now >= delay + store.ttl / 2
+            if self.ref is not None and lasts:
+                return self.ref
+            self.ref = ref = store.seal(self._keys, uid)
+            self._sealed_until = now + store.ttl
+            return ref
 
 
 class SealedKeyStore:
@@ -119,8 +164,8 @@ class SealedKeyStore:
         import redis
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
+        if not ttl >= 0.001:  # Redis expiries are whole milliseconds; also refuses NaN
+            raise ValueError("ttl must be at least 0.001 seconds")
         if encryption_key is None:
             encryption_key = os.environ.get(ENCRYPTION_KEY_ENV) or None
         if encryption_key is None:
@@ -147,8 +192,8 @@ class SealedKeyStore:
         sealed = self._redis.get(self.prefix + ref)
         if sealed is None:
             raise ByokKeyExpired(
-                f"the keys sealed for user {uid!r} under reference {ref!r} are gone: "
-                f"older than their TTL of {self.ttl:g} s, or never stored"
+                f"the keys sealed for user {uid!r} under reference {ref!r} are gone: they outlived the TTL "
+                "they were sealed with, or were never stored; send the task again with the user's key"
             )
         nonce, ciphertext = sealed[:12], sealed[12:]
         for cipher in self._ciphers:
@@ -172,9 +217,11 @@ def _bound_to(uid: str, ref: str) -> bytes:
 def _key_bytes(key: str | bytes) -> bytes:
     if isinstance(key, bytes) and len(key) == 32:
         return key
-    text = key.decode("ascii", "replace") if isinstance(key, bytes) else key
+    text = (key.decode("ascii", "replace") if isinstance(key, bytes) else key).strip().rstrip("=")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        # Strict, so that a mistyped key is refused here rather than decoded into another
+        # key; both alphabets, so that `openssl rand -base64 32` works as well.
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("the encryption key must be base64url-encoded") from None
     if len(raw) != 32:
@@ -191,6 +238,8 @@ class _ResolverCache:
     """Keys from the application's resolver, per process, for ``ttl`` seconds, at most ``size`` of them."""
 
     def __init__(self, resolve: Resolver, ttl: float, size: int) -> None:
+        if ttl < 0 or size < 0:
+            raise ValueError("the resolver cache's ttl and size must not be negative (0 turns caching off)")
         self.resolve, self.ttl, self.size = resolve, ttl, size
         self._entries: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
@@ -204,7 +253,11 @@ class _ResolverCache:
                 return entry[1]
         # Called without the lock: a slow vault must not serialise every thread of the worker.
         key = self.resolve(uid, provider)
-        if key is not None:
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"the key resolver returned a {type(key).__name__} for {provider}, expected str or None")
+        if not key:
+            return None  # not cached: a key the user adds now is found on the next task
+        if self.size > 0:
             with self._lock:
                 self._entries[(uid, provider)] = (now, key)
                 self._entries.move_to_end((uid, provider))
@@ -226,6 +279,12 @@ def configure(
 ) -> None:
     """Set, once at start, where keys come from; ``install(...)`` calls this with its arguments."""
     global _store, _resolver
+    if store is not None and not isinstance(store, SealedKeyStore):
+        raise TypeError(
+            f"key_store must be a SealedKeyStore, such as SealedKeyStore(redis_url), not a {type(store).__name__}"
+        )
+    if resolver is not None and not callable(resolver):
+        raise TypeError("resolver must be a function resolve(uid, provider) -> str | None")
     if store is not None:
         _store = store
     if resolver is not None:
@@ -250,5 +309,9 @@ def current_key(provider: str) -> str | None:
     if key is None and _resolver is not None:
         key = _resolver.get(context.uid, provider)
     if key is None:
-        raise ByokKeyUnavailable(f"user {context.uid!r} uses their own {provider} key, but no key was found for it")
+        keys = "the context's keys do not include it" if context.keyring is not None else "the context carries no keys"
+        resolver = "the resolver returned none" if _resolver is not None else "no resolver is configured"
+        raise ByokKeyUnavailable(
+            f"user {context.uid!r} uses their own {provider} key, but it cannot be found: {keys} and {resolver}"
+        )
     return key

@@ -21,12 +21,14 @@ from .failure import CallAnnotations, LLMFailure, Source, annotate
 
 __all__ = [
     "EventSink",
+    "RunningTask",
     "StormControl",
     "default_level",
     "enter_task",
     "exit_task",
     "failure_of",
     "report_llm_error",
+    "running_task",
     "set_event_sink",
 ]
 
@@ -51,8 +53,9 @@ class EventSink(Protocol):
     def capture_handled(self, exc: BaseException) -> None:
         """An event for a failure the application handled and reported itself."""
 
-    def capture_task_failure(self, exc: BaseException, framework: str) -> None:
-        """An event for a task's final failure, unless the tracker's own integration for ``framework`` sends one."""
+    def capture_task_failure(self, exc: BaseException, framework: str) -> bool:
+        """An event for a task's final failure, unless the tracker's own integration for
+        ``framework`` sends one; True when this sink sent it."""
 
 
 _sink: EventSink | None = None
@@ -63,26 +66,41 @@ def set_event_sink(sink: EventSink | None) -> None:
     _sink = sink
 
 
-_task: ContextVar[str | None] = ContextVar("byok_task", default=None)
+@dataclass
+class RunningTask:
+    """The task (Celery) or job (RQ) running here, as the reporting side needs to know it."""
+
+    name: str
+    # Set once the task's final LLM failure is dealt with (our sink sent it, or the task
+    # declared it expected): the framework then logs that same failure, and the log
+    # record must not become an event of its own.
+    failure_reported: bool = False
 
 
-def enter_task(name: str) -> Token[str | None]:
+_task: ContextVar[RunningTask | None] = ContextVar("byok_task", default=None)
+
+
+def enter_task(name: str) -> Token[RunningTask | None]:
     """Mark what runs from here on as task ``name``: failures that name no feature are filed under it."""
-    return _task.set(name)
+    return _task.set(RunningTask(name))
 
 
-def exit_task(token: Token[str | None]) -> None:
+def exit_task(token: Token[RunningTask | None]) -> None:
     try:
         _task.reset(token)
     except (ValueError, RuntimeError):  # reset from another Context: clearing is the safe answer
         _task.set(None)
 
 
+def running_task() -> RunningTask | None:
+    return _task.get()
+
+
 def failure_of(exc: BaseException) -> LLMFailure | None:
     """:func:`classify`, with the running task's name as the feature when the call named none."""
     failure = classify(exc)
     if failure is not None and failure.feature is None and (task := _task.get()) is not None:
-        failure = replace(failure, feature=task)
+        failure = replace(failure, feature=task.name)
     return failure
 
 
@@ -138,15 +156,18 @@ def report_llm_error(
         return None
 
 
-def task_failed(exc: BaseException, framework: str) -> None:
-    """A task failed for good (no retry follows): log it if it is an LLM failure, and have it captured."""
+def task_failed(exc: BaseException, framework: str, *, expected: bool = False) -> None:
+    """A task failed for good (no retry follows). An LLM failure is logged and, unless the
+    task declared it ``expected``, captured (when the framework's own integration will not)."""
     try:
         failure = failure_of(exc)
+        task = _task.get()
         if failure is None:
             return
         log_failure(failure)
-        if _sink is not None:
-            _sink.capture_task_failure(exc, framework)
+        reported = expected or (_sink is not None and _sink.capture_task_failure(exc, framework))
+        if reported and task is not None:
+            task.failure_reported = True
     except Exception:
         logger.debug("reporting a task failure failed", exc_info=True)
 

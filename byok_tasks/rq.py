@@ -1,32 +1,38 @@
 """RQ: the BYOK context travels in each job's ``meta`` and is restored around the whole job.
 
-RQ has no signals, so :func:`install` wraps four methods, once per process:
+RQ has no signals, so :func:`install` wraps five methods, once per process:
 
 - ``Job.create``, which every way of making a job goes through (``enqueue``,
-  ``enqueue_call``, ``enqueue_many``, ``enqueue_at``/``enqueue_in``, dependent jobs):
-  the current context is written to ``job.meta["byok"]``. Retries re-enqueue the same
-  job, meta and all.
+  ``enqueue_call``, ``enqueue_many``, ``enqueue_at``/``enqueue_in``, dependent jobs,
+  jobs enqueued from a running job): the current context is written to
+  ``job.meta["byok"]``. Retries re-enqueue the same job, meta and all.
 - ``Queue.schedule_job``: a scheduled job's header allows for its delay.
-- ``BaseWorker.perform_job``, which runs the job, its callbacks and its failure
+- ``perform_job`` of the worker, which runs the job, its callbacks and its failure
   handling, in the forking ``Worker``'s work horse and in ``SimpleWorker`` alike:
   the context is restored before and reset after.
-- ``BaseWorker.handle_exception``: a job's final failure is logged and reported.
+- ``Job.perform``: a ``byok_required`` job without a context is refused, not retried.
+- ``handle_exception`` of the worker: a job's final failure is logged and reported.
+
+``SpawnWorker`` is refused at start: its work horses are fresh interpreters that never
+run ``install()``.
 
 Call ``install()`` in the process that enqueues and in the worker (for example in the
-settings module given to ``rq worker -c``).
+settings module given to ``rq worker -c``). Supports RQ 2.x and 3.x.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+import rq.worker
 from rq.job import Job
 from rq.queue import Queue
-from rq.worker import BaseWorker
+from rq.worker import BaseWorker, Worker
 
 from . import keys, report
 from .context import ByokContext, ByokContextRequired, attach, current_context, detach
@@ -59,20 +65,24 @@ def install(
     """Carry the BYOK context through RQ jobs; the arguments are those of :func:`byok_tasks.celery.install`."""
     global _codec
     codec = HeaderCodec.configure(secret, require_signature=require_signature, max_age=max_age)
+    if _codec is not None and codec != _codec:
+        raise ValueError("byok_tasks.rq.install() was already called in this process with other settings")
     keys.configure(store=key_store, resolver=resolver)
     if _codec is not None:
-        if codec != _codec:
-            raise ValueError("byok_tasks.rq.install() was already called in this process with other settings")
         return
     _codec = codec
     job: Any = Job
     queue: Any = Queue
-    worker: Any = BaseWorker
+    # RQ 3 defines perform_job on BaseWorker; early 2.x releases on Worker, which SimpleWorker extends there.
+    worker: Any = BaseWorker if "perform_job" in vars(BaseWorker) else Worker
     job.create = classmethod(_stamping(job.create.__func__))
     job.perform = _refusing_without_context(job.perform)
     queue.schedule_job = _scheduling(queue.schedule_job)
     worker.perform_job = _restoring(worker.perform_job)
     worker.handle_exception = _reporting(worker.handle_exception)
+    spawn_worker: Any = getattr(rq.worker, "SpawnWorker", None)  # RQ 2.6 and later
+    if spawn_worker is not None:
+        spawn_worker.bootstrap = _refusing_to_start(spawn_worker.bootstrap)
 
 
 def _stamp(job: Job, delay: float = 0.0) -> None:
@@ -80,17 +90,10 @@ def _stamp(job: Job, delay: float = 0.0) -> None:
     if context is None or _codec is None:
         return
     if context.keyring is not None:
-        store = keys.key_store()
-        if store is None:
-            raise keys.ByokKeyUnavailable(
-                "keys given to byok_context() need a SealedKeyStore to reach workers: pass key_store= to install()"
-            )
-        if delay > store.ttl:
-            raise keys.ByokKeyUnavailable(
-                f"job {job.id} is scheduled {delay:.0f} s ahead, beyond the {store.ttl:g} s that sealed keys live"
-            )
-        context.keyring.seal(context.uid, store)
-    job.meta[HEADER] = _codec.encode(context, delay=delay)
+        # Raises (to the code that enqueues) when the keys cannot reach the worker in time.
+        context.keyring.seal(context.uid, keys.key_store(), delay=delay)
+    # A new dict: the meta passed to enqueue is the caller's, and may be reused for another user's job.
+    job.meta = {**job.meta, HEADER: _codec.encode(context, delay=delay)}
 
 
 def _stamping(create: Callable[..., Job]) -> Callable[..., Job]:
@@ -110,8 +113,8 @@ def _scheduling(schedule_job: Callable[..., Job]) -> Callable[..., Job]:
     @functools.wraps(schedule_job)
     def schedule_with_delay(self: Queue, job: Job, when: datetime, *args: Any, **kwargs: Any) -> Job:
         if getattr(job, "_byok_stamped", False):
-            aware = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
-            _stamp(job, delay=max(0.0, (aware - datetime.now(timezone.utc)).total_seconds()))
+            # astimezone() reads a naive datetime as local time, as RQ's scheduler does.
+            _stamp(job, delay=max(0.0, (when.astimezone() - datetime.now(timezone.utc)).total_seconds()))
         return schedule_job(self, job, when, *args, **kwargs)
 
     return schedule_with_delay
@@ -147,8 +150,20 @@ def _restoring(perform_job: Callable[..., bool]) -> Callable[..., bool]:
         finally:
             detach(context_token)
             report.exit_task(task_token)
+            if self.is_horse:
+                _flush_events()
 
     return perform_in_context
+
+
+def _flush_events() -> None:
+    # A work horse leaves through os._exit, so the error tracker's exit-time flush never
+    # runs and the event captured for the job's failure would die in its queue.
+    # sentry-sdk's RQ integration flushes for its own events; with it off, the event is
+    # ours. It is flushed only where the application imported sentry-sdk.
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    if sentry_sdk is not None:
+        sentry_sdk.flush()
 
 
 def _refusing_without_context(perform: Callable[[Job], Any]) -> Callable[[Job], Any]:
@@ -163,12 +178,38 @@ def _refusing_without_context(perform: Callable[[Job], Any]) -> Callable[[Job], 
     return perform_if_allowed
 
 
+def _refusing_to_start(bootstrap: Callable[..., Any]) -> Callable[..., Any]:
+    # SpawnWorker runs each job in a fresh interpreter that never imports the settings
+    # module, so nothing there would restore the context or refuse a byok_required job:
+    # jobs would quietly run on the platform's keys. Better not to start at all.
+    @functools.wraps(bootstrap)
+    def refuse_to_start(self: BaseWorker, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            "byok_tasks.rq cannot restore BYOK contexts in SpawnWorker, whose work horses never run install(): "
+            "start rq.worker.Worker or rq.worker.SimpleWorker instead"
+        )
+
+    return refuse_to_start
+
+
 def _reporting(handle_exception: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(handle_exception)
     def handle_and_report(self: BaseWorker, job: Job, *exc_info: Any, **kwargs: Any) -> Any:
-        # A job with retries left will run again: only its last failure is reported.
-        if not (job.retries_left and job.retries_left > 0) and exc_info and exc_info[1] is not None:
-            report.task_failed(exc_info[1], "rq")
+        exc = exc_info[1] if len(exc_info) > 1 else None
+        if exc is not None:
+            # A job with retries left will run again: only its last failure is reported.
+            if job.retries_left and job.retries_left > 0:
+                _will_be_retried(exc)
+            else:
+                report.task_failed(exc, "rq")
         return handle_exception(self, job, *exc_info, **kwargs)
 
     return handle_and_report
+
+
+def _will_be_retried(exc: BaseException) -> None:
+    # RQ logs every failed run as an error, the ones it retries too. An LLM failure is
+    # reported once, when the last run fails: the log line of this run is not an event.
+    task = report.running_task()
+    if task is not None and report.failure_of(exc) is not None:
+        task.failure_reported = True

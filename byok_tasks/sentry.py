@@ -2,7 +2,10 @@
 
 Add :class:`ByokIntegration` to ``sentry_sdk.init(integrations=[...])``. It captures
 nothing that another integration already captures: it enriches whatever event carries
-the failure. Where a failure's fate is not yet known, the event is held back:
+the failure. It captures a task's final LLM failure itself only when Sentry's Celery or
+RQ integration is disabled, and then holds back the framework's own log line about that
+failure, which sentry-sdk's logging integration would make a second event of. Where a
+failure's fate is not yet known, the event is held back:
 
 - sentry-sdk's LLM integrations (OpenAI, Anthropic, LangChain, ...) capture a failure
   at the call, before anyone knows whether the task will retry it or the application
@@ -25,7 +28,8 @@ from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.utils import event_from_exception, safe_repr
 
 from . import report
-from .failure import LLMFailure
+from .context import current_context
+from .failure import LLMFailure, annotations_of
 from .redaction import REDACTED, redact
 
 if TYPE_CHECKING:
@@ -51,6 +55,8 @@ _CALL_LEVEL_MECHANISMS = frozenset(
 )
 # Containers deeper than this are cut, as Sentry's own serializer would cut them.
 _MAX_DEPTH = 12
+# Shorter values are not keys; replacing them everywhere would only garble the event.
+_MIN_KEY_LENGTH = 8
 
 
 def default_fingerprint(failure: LLMFailure) -> list[str]:
@@ -87,8 +93,9 @@ class ByokIntegration(Integration):
     @staticmethod
     def setup_once() -> None:
         add_global_event_processor(_process_event)
-        # Our structured failure records are for log pipelines; the event goes separately.
-        ignore_logger("byok_tasks")
+        # The structured failure records are for log pipelines: the failure's event is sent on
+        # its own, and the logging integration must not make a second one of the record.
+        ignore_logger(report.logger.name)
         report.set_event_sink(_SentrySink())
 
 
@@ -102,6 +109,10 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     if integration is None:
         return event
     _scrub_after_serialization(sentry_sdk.get_client().options)
+    task = report.running_task()
+    if task is not None and task.failure_reported and (hint or {}).get("log_record") is not None:
+        # We sent this task's failure; the framework's log line about it is the same failure.
+        return None
     exc_info = (hint or {}).get("exc_info")
     failure = report.failure_of(exc_info[1]) if exc_info and exc_info[1] is not None else None
     if failure is None:
@@ -153,31 +164,50 @@ def _enrich(event: Event, failure: LLMFailure, suppressed: int, integration: Byo
         event["fingerprint"] = integration.fingerprint(failure)
 
 
-def redact_event(event: dict[str, Any]) -> dict[str, Any]:
+def redact_event(event: dict[str, Any], keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """``event`` with every string value that holds key material redacted, whatever its field.
 
     Sentry's own scrubber matches field names, not values: it lets ``key = "sk-…"`` in a
-    stack frame and a key echoed in an exception message through. Objects are checked by
-    the repr Sentry would send for them.
+    stack frame and a key echoed in an exception message through. Keys are found by their
+    shape (:func:`byok_tasks.redact`) and, for ``keys`` — those of the BYOK context in
+    force — by value, whatever their shape. Objects are checked by the repr Sentry would
+    send for them.
     """
-    redacted: dict[str, Any] = _redacted(event, 0)
+    redacted: dict[str, Any] = _redacted(event, 0, tuple(key for key in keys if len(key) >= _MIN_KEY_LENGTH))
     return redacted
 
 
-def _redacted(value: Any, depth: int) -> Any:
+def _redacted(value: Any, depth: int, keys: tuple[str, ...]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        text = redact(value)
+        for key in keys:
+            text = text.replace(key, REDACTED)
+        return text
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if depth > _MAX_DEPTH:
         return REDACTED
     if isinstance(value, dict):
-        return {key: _redacted(item, depth + 1) for key, item in value.items()}
+        return {key: _redacted(item, depth + 1, keys) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redacted(item, depth + 1) for item in value]
+        return [_redacted(item, depth + 1, keys) for item in value]
     text = safe_repr(value)
-    cleaned = redact(text)
+    cleaned = _redacted(text, depth, keys)
     return value if cleaned == text else cleaned
+
+
+def _known_keys(hint: Any) -> tuple[str, ...]:
+    """The keys this process knows in the clear for this event: those of the context in force,
+    and of the contexts recorded on the exception and its causes (it may be reported later)."""
+    contexts = [current_context()]
+    exc = (hint or {}).get("exc_info", (None, None))[1]
+    for _ in range(16):
+        if exc is None:
+            break
+        annotations = annotations_of(exc)
+        contexts.append(annotations.context if annotations is not None else None)
+        exc = exc.__cause__ or exc.__context__
+    return tuple(key for context in contexts if context and context.keyring for key in context.keyring.opened())
 
 
 def _scrub_after_serialization(options: dict[str, Any]) -> None:
@@ -196,7 +226,8 @@ def _scrubbing(inner: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], 
     def before_send(event: Any, hint: Any) -> Any:
         if inner is not None:
             event = inner(event, hint)
-        return redact_event(event) if isinstance(event, dict) else event
+        # Sentry prepares an event in the thread that captured it: the context in force is the failing task's.
+        return redact_event(event, _known_keys(hint)) if isinstance(event, dict) else event
 
     before_send._byok_scrubs = True  # type: ignore[attr-defined]
     return before_send
@@ -206,17 +237,17 @@ class _SentrySink:
     def capture_handled(self, exc: BaseException) -> None:
         self._capture(exc, handled=True)
 
-    def capture_task_failure(self, exc: BaseException, framework: str) -> None:
+    def capture_task_failure(self, exc: BaseException, framework: str) -> bool:
         # Celery's and RQ's own integrations capture a task's final failure themselves.
-        if sentry_sdk.get_client().get_integration(framework) is None:
-            self._capture(exc, handled=False)
+        return sentry_sdk.get_client().get_integration(framework) is None and self._capture(exc, handled=False)
 
     @staticmethod
-    def _capture(exc: BaseException, *, handled: bool) -> None:
+    def _capture(exc: BaseException, *, handled: bool) -> bool:
         client = sentry_sdk.get_client()
         if client.get_integration(ByokIntegration) is None:
-            return
+            return False
         event, hint = event_from_exception(
             exc, client_options=client.options, mechanism={"type": "byok", "handled": handled}
         )
         sentry_sdk.capture_event(event, hint=hint)
+        return True

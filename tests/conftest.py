@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from byok_tasks.testing.sandbox import ProviderSandbox
+from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support import services
 from tests.support.celery_worker import Worker, start_worker
 
@@ -57,7 +59,7 @@ def worker_factory(worker_logs: Path, redis_url: str) -> Iterator[object]:
     started: dict[tuple[object, ...], Worker] = {}
 
     def get(broker_url: str, pool: str, **options: object) -> Worker:
-        key = (broker_url, pool, *sorted(options.items()))
+        key = (broker_url, pool, repr(sorted(options.items())))
         worker = started.get(key)
         if worker is None or not worker.alive():
             worker = started[key] = start_worker(broker_url, redis_url, pool, worker_logs, **options)  # type: ignore[arg-type]
@@ -66,3 +68,17 @@ def worker_factory(worker_logs: Path, redis_url: str) -> Iterator[object]:
     yield get
     for worker in started.values():
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def provider_sandbox() -> Iterator[ProviderSandbox]:
+    """OpenAI and Anthropic on loopback, answering by key (see byok_tasks.testing.sandbox)."""
+    with ProviderSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="session")
+def sentry_collector() -> Iterator[SentryCollector]:
+    """A Sentry-protocol collector on loopback: real sentry-sdk clients send their envelopes here."""
+    with SentryCollector() as collector:
+        yield collector

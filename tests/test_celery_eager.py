@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import openai
 import pytest
 from celery import Celery
 
 import byok_tasks.celery
 from byok_tasks import ByokContext, ByokContextRequired, byok_context, current_context
+from byok_tasks.testing.sandbox import sandbox_key
 from tests.support.celery_worker import SECRET
 
 
@@ -56,3 +61,36 @@ def test_install_twice_with_the_same_settings_changes_nothing(app: Celery) -> No
 def test_install_with_other_settings_is_a_clear_error(app: Celery) -> None:
     with pytest.raises(ValueError, match="other settings"):
         byok_tasks.celery.install(app, secret="another-secret")
+
+
+def test_required_task_is_refused_on_an_app_never_finalized() -> None:
+    # The usual unit test: define a task, then apply() it, without anything finalizing the app.
+    app = Celery("fresh", broker="memory://", set_as_current=False)
+    byok_tasks.celery.install(app, secret=SECRET)
+
+    @app.task(shared=False, byok_required=True)
+    def required() -> None:
+        return None
+
+    assert not app.finalized
+    with pytest.raises(ByokContextRequired):
+        required.apply(throw=True)
+
+
+def test_eager_llm_failure_is_logged_from_the_sdks_own_exception(
+    provider_sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Celery("fresh", broker="memory://", set_as_current=False)
+    byok_tasks.celery.install(app, secret=SECRET)
+
+    @app.task(shared=False, name="eager.summarize")
+    def summarize() -> None:
+        client = openai.OpenAI(
+            api_key=sandbox_key("openai", "nocredit"), base_url=f"{provider_sandbox.url}/v1", max_retries=0
+        )
+        client.models.list()
+
+    with caplog.at_level(logging.WARNING, logger="byok_tasks.failures"), byok_context("alice"):
+        summarize.apply()
+    [record] = [r for r in caplog.records if r.name == "byok_tasks.failures"]
+    assert (record.reason, record.status, record.feature) == ("quota", 429, "eager.summarize")

@@ -47,13 +47,15 @@ def _scenario(key: str) -> str:
 
 def answer(request: RecordedRequest) -> Reply:
     """The sandbox's answer to one request."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    # Anthropic's SDK sends x-api-key, or a bearer token in its newer releases.
+    key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
     if request.path.rstrip("/").endswith("/messages"):
-        return _anthropic(request)
-    return _openai(request)
+        return _anthropic(request, key)
+    return _openai(request, key)
 
 
-def _openai(request: RecordedRequest) -> Reply:
-    key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+def _openai(request: RecordedRequest, key: str) -> Reply:
     scenario = _scenario(key)
     if scenario == "ok":
         return json_reply(
@@ -114,8 +116,8 @@ def _openai(request: RecordedRequest) -> Reply:
     )
 
 
-def _anthropic(request: RecordedRequest) -> Reply:
-    scenario = _scenario(request.headers.get("x-api-key", request.headers.get("X-Api-Key", "")))
+def _anthropic(request: RecordedRequest, key: str) -> Reply:
+    scenario = _scenario(key)
     headers = {"request-id": f"req_{secrets.token_hex(12)}"}
     if scenario == "ok":
         return json_reply(
@@ -124,7 +126,7 @@ def _anthropic(request: RecordedRequest) -> Reply:
                 "id": f"msg_{secrets.token_hex(12)}",
                 "type": "message",
                 "role": "assistant",
-                "model": _model(request, "claude-sonnet-4-5"),
+                "model": _model(request, "claude-sonnet-5"),
                 "content": [{"type": "text", "text": "- Send the contract\n- Book the review"}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -90,9 +90,13 @@ class SentryCollector:
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The events once at least ``count`` have arrived; what there is after ``timeout``."""
+        return self.wait_until(lambda events: len(events) >= count, timeout)
+
+    def wait_until(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The events once ``done(events)`` holds; what there is after ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while len(self.events) < count and (remaining := deadline - time.monotonic()) > 0:
+            while not done(self.events) and (remaining := deadline - time.monotonic()) > 0:
                 self._changed.wait(remaining)
             return list(self.events)
 
@@ -127,6 +131,8 @@ class SentryCollector:
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # see ProviderServer: no 40 ms wait per answer
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 behaviour = collector.behaviour

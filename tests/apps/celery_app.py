@@ -10,17 +10,41 @@ import os
 import time
 from typing import Any
 
+import httpx2
+import openai
 import redis
 from celery import Celery
+from celery.exceptions import Ignore, Reject
 
 import byok_tasks.celery
-from byok_tasks import current_context
+from byok_tasks import current_context, llm_call, report_llm_error
+from byok_tasks.testing.sandbox import Scenario, sandbox_key
 
 
 def seen() -> list[Any] | None:
     """The context as a task sees it, in a form that survives the result backend."""
     context = current_context()
     return None if context is None else [context.uid, sorted(context.providers)]
+
+
+# One connection pool for every per-user client, as a BYOK worker would keep it: building
+# an HTTP client (its TLS context) per call costs tens of milliseconds.
+_http = httpx2.Client()
+
+
+def call_openai(scenario: Scenario) -> str:
+    """A real OpenAI SDK call to the loopback sandbox; ``scenario`` picks its fate (see sandbox_key)."""
+    # The key is made here, in the worker, so that it never travels in the task's arguments.
+    client = openai.OpenAI(
+        api_key=sandbox_key("openai", scenario),
+        base_url=os.environ.get("OPENAI_BASE_URL"),
+        max_retries=0,
+        http_client=_http,
+    )
+    completion = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Summarise: we met and agreed."}]
+    )
+    return completion.choices[0].message.content or ""
 
 
 def create_app(
@@ -97,3 +121,60 @@ def _register_tasks(app: Celery, backend_url: str) -> None:
         if attempts == 1:
             time.sleep(120)
         return [seen(), attempts]
+
+    @app.task(shared=False, name="llm.summarize")
+    def summarize(scenario: Scenario) -> str:
+        with llm_call("openai", model="gpt-4o-mini"):
+            return call_openai(scenario)
+
+    @app.task(
+        shared=False,
+        name="llm.summarize_with_retries",
+        bind=True,
+        autoretry_for=(openai.APIError,),
+        retry_kwargs={"countdown": 0, "max_retries": 2},
+    )
+    def summarize_with_retries(self: Any, failing_attempts: int) -> str:
+        scenario: Scenario = "invalid" if self.request.retries < failing_attempts else "ok"
+        with llm_call("openai", model="gpt-4o-mini"):
+            return call_openai(scenario)
+
+    @app.task(shared=False, name="llm.expected_failure", throws=(openai.AuthenticationError,))
+    def expected_failure() -> str:
+        return call_openai("invalid")
+
+    @app.task(shared=False, name="llm.ignored")
+    def ignored() -> str:
+        try:
+            return call_openai("invalid")
+        except openai.APIError:
+            raise Ignore() from None
+
+    @app.task(shared=False, name="llm.rejected")
+    def rejected() -> str:
+        try:
+            return call_openai("invalid")
+        except openai.APIError as exc:
+            raise Reject(exc, requeue=False) from None
+
+    @app.task(shared=False, name="llm.handled")
+    def handled() -> str:
+        try:
+            return call_openai("invalid")
+        except openai.APIError as exc:
+            report_llm_error(exc, provider="openai", feature="summary_with_fallback")
+            return "fallback"
+
+    @app.task(shared=False, name="llm.key_in_a_local")
+    def key_in_a_local() -> str:
+        key = sandbox_key("openai", "invalid")  # a stack-frame local Sentry would send as it is
+        client = openai.OpenAI(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL"), max_retries=0)
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        except openai.APIError as exc:
+            raise RuntimeError(f"summary failed with key {key}") from exc
+        return "unreachable"
+
+    @app.task(shared=False, name="plain.failure")
+    def plain_failure(marker: str) -> None:
+        raise ValueError(f"not an LLM failure {marker}")

@@ -11,6 +11,26 @@ from tests.apps.celery_app import create_app
 
 QUEUE = os.environ["BYOK_TEST_QUEUE"]
 
+if os.environ.get("SENTRY_DSN"):
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+
+    from byok_tasks.sentry import ByokIntegration
+
+    sentry_sdk.init(
+        dsn=os.environ["SENTRY_DSN"],
+        integrations=[
+            ByokIntegration(
+                storm_budget=int(os.environ.get("BYOK_TEST_STORM_BUDGET", "1")),
+                storm_window=float(os.environ.get("BYOK_TEST_STORM_WINDOW", "600")),
+            )
+        ],
+        disabled_integrations=[CeleryIntegration] if os.environ.get("BYOK_TEST_WITHOUT_CELERY_INTEGRATION") else [],
+        # Everything Sentry could send, so that the tests see every place a key could hide.
+        send_default_pii=True,
+        include_local_variables=True,
+    )
+
 app = create_app(
     os.environ["BROKER_URL"],
     os.environ["RESULT_BACKEND"],

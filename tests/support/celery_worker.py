@@ -54,33 +54,37 @@ def start_worker(
     pool: str,
     log_dir: Path,
     *,
+    app_module: str = "tests.apps.worker_main",
     secret: str | None = SECRET,
     require_signature: bool = False,
-    sentry_dsn: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Worker:
+    """A worker for ``app_module``'s app on a fresh queue, with ``env`` added to its environment.
+
+    ``Worker.app`` publishes to it; tasks that app does not define go by name (``send_task``).
+    """
     queue = f"byok-test-{pool}-{uuid.uuid4().hex[:8]}"
     log_path = log_dir / f"{queue}.log"
-    env = {
+    full_env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "BROKER_URL": broker_url,
         "RESULT_BACKEND": backend_url,
         "BYOK_TEST_QUEUE": queue,
         "BYOK_TEST_REQUIRE_SIGNATURE": "1" if require_signature else "",
+        **(env or {}),
     }
-    env.pop("BYOK_TASKS_SECRET", None)
+    full_env.pop("BYOK_TASKS_SECRET", None)
     if secret is not None:
-        env["BYOK_TASKS_SECRET"] = secret
-    if sentry_dsn is not None:
-        env["SENTRY_DSN"] = sentry_dsn
+        full_env["BYOK_TASKS_SECRET"] = secret
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "tests.apps.worker_main", "worker",
+                sys.executable, "-m", "celery", "-A", app_module, "worker",
                 "-P", pool, "-c", str(CONCURRENCY[pool]), "-Q", queue, "-n", f"{queue}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
             ],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     worker = Worker(proc, log_path, queue, pool, create_app(broker_url, backend_url, queue, secret=SECRET))
     deadline = time.monotonic() + 60

@@ -1,0 +1,276 @@
+"""Run the whole story on one machine with nothing installed, and stop everything afterwards.
+
+A broker (embedded, unless BROKER_URL names one), a real Celery worker running
+``worker.py``, a provider sandbox on loopback that answers like OpenAI and Anthropic, and
+a Sentry-protocol collector on loopback (unless SENTRY_DSN names a real Sentry). A
+web-like publisher enqueues a batch for users with and without their own keys; the demo
+ends with the view on-call needs: failures by whose key, provider and reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import redis
+from celery.result import AsyncResult
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from byok_tasks.keys import ENCRYPTION_KEY_ENV, generate_encryption_key
+from byok_tasks.testing import embedded_redis
+from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
+from byok_tasks.testing.sentry_collector import SentryCollector
+from byok_tasks.triage import Group, TriageView, render, triage
+from demo.publisher import publish_batch, publisher_app, users
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS_FILE = Path("demo-events.json")
+_FIELD = re.compile(r"(\w+)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|None|-?\d+)")
+
+
+def main() -> None:
+    console = Console()
+    # Ctrl-C raises KeyboardInterrupt; make a plain `kill` unwind the same way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with ExitStack() as stack:
+            _run(console, stack)
+    except KeyboardInterrupt:
+        console.print("\n[yellow]Interrupted: everything the demo started has been stopped.[/]")
+        sys.exit(130)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+INTRO = (
+    "A product where users may bring their own OpenAI or Anthropic keys runs its LLM work in\n"
+    "Celery. Some users' keys are revoked or out of credits, and so is one of the platform's.\n"
+    "byok-tasks tells on-call which failures are ours to fix, and which users to tell."
+)
+
+
+def _run(console: Console, stack: ExitStack) -> None:
+    console.print(Panel(INTRO, title="byok-tasks demo", border_style="cyan"))
+    env, running = _start_services(stack)
+    log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="byok-demo-"))) / "worker.log"
+    worker = _start_worker(stack, env, log_path)
+    running.add_row(
+        "worker", f"celery -A worker worker -P threads (pid {worker.pid})", "real Celery, running worker.py"
+    )
+    console.print(running)
+
+    batch = users()
+    table = Table(title="Who is asking", title_justify="left")
+    for column in ("user", "keys", "conversations"):
+        table.add_column(column)
+    for user in batch:
+        table.add_row(user.uid, user.story, str(user.conversations))
+    console.print(table)
+
+    os.environ.update({name: env[name] for name in ("BYOK_TASKS_SECRET", ENCRYPTION_KEY_ENV)})
+    app = stack.enter_context(publisher_app(env["BROKER_URL"], env["BROKER_URL"]))
+    results = publish_batch(app, batch)
+    _wait(console, results)
+
+    outcomes = Counter(result.state for result in results)
+    console.print(
+        f"\nTasks: [green]{outcomes['SUCCESS']} succeeded[/], [red]{outcomes['FAILURE']} failed[/] "
+        f"({sum(1 for r in results if r.state == 'FAILURE' and 'ByokContextRequired' in repr(r.result))} "
+        "refused for lack of a BYOK context)\n"
+    )
+    failures = _failures_in_log(log_path)
+    collector: SentryCollector | None = env.get("collector")  # type: ignore[assignment]
+    if collector is not None:
+        events = collector.quiet_for(1.0)
+        collector.save(EVENTS_FILE)
+        _show_events(console, events)
+        render(triage(events), failures=failures, console=console)
+    else:
+        render(_view_from_log(failures), failures=failures, console=console)
+        console.print("[dim]The events went to your Sentry project (SENTRY_DSN).[/]")
+    _check_keys(console, env["BROKER_URL"], [key for user in batch for key in user.keys.values()])
+    _next_steps(console, collector is not None)
+
+
+def _show_events(console: Console, events: list[dict[str, Any]]) -> None:
+    """One BYOK and one platform event, as Sentry received them."""
+    table = Table(title="Two of the events, as Sentry received them", title_justify="left")
+    table.add_column("")
+    shown = []
+    for source in ("byok", "platform"):
+        event = next((e for e in events if (e.get("tags") or {}).get("llm.source") == source), None)
+        if event is not None:
+            shown.append(event)
+            table.add_column(f"llm.source:{source}")
+    if not shown:
+        return
+    rows = [
+        ("level", lambda e: e.get("level")),
+        ("user.id", lambda e: (e.get("user") or {}).get("id", "-")),
+        ("fingerprint", lambda e: " / ".join(e.get("fingerprint") or [])),
+        ("message", lambda e: e["exception"]["values"][-1]["value"][:60]),
+    ]
+    for tag in ("llm.provider", "llm.reason", "llm.status", "llm.model", "llm.feature", "byok.uid"):
+        rows.append((tag, lambda e, tag=tag: (e.get("tags") or {}).get(tag, "-")))
+    for name, value in rows:
+        table.add_row(name, *(str(value(event)) for event in shown))
+    console.print(table)
+
+
+def _start_services(stack: ExitStack) -> tuple[dict[str, Any], Table]:
+    running = Table(title="What is running", title_justify="left")
+    for column in ("part", "where", "what it is"):
+        running.add_column(column)
+    broker = os.environ.get("BROKER_URL")
+    if broker:
+        running.add_row("broker", broker, "yours (BROKER_URL)")
+    else:
+        embedded = embedded_redis.serve()
+        stack.callback(embedded.close)
+        broker = embedded.url
+        running.add_row("broker", broker, "embedded Redis-protocol server (fakeredis)")
+    sandbox = stack.enter_context(ProviderSandbox())
+    running.add_row("providers", sandbox.url, "[bold]SANDBOX[/] on loopback answering like OpenAI and Anthropic")
+    env: dict[str, Any] = {
+        "BROKER_URL": broker,
+        "OPENAI_BASE_URL": f"{sandbox.url}/v1",
+        "ANTHROPIC_BASE_URL": sandbox.url,
+        # The platform's own keys: OpenAI is fine, the Anthropic account has run dry.
+        "OPENAI_API_KEY": sandbox_key("openai", "ok"),
+        "ANTHROPIC_API_KEY": sandbox_key("anthropic", "nocredit"),
+        "BYOK_TASKS_SECRET": secrets.token_urlsafe(32),
+        ENCRYPTION_KEY_ENV: generate_encryption_key(),
+    }
+    dsn = os.environ.get("SENTRY_DSN")
+    if dsn:
+        env["SENTRY_DSN"] = dsn
+        running.add_row("Sentry", "SENTRY_DSN", "yours")
+    else:
+        collector = stack.enter_context(SentryCollector())
+        env["SENTRY_DSN"] = collector.dsn
+        env["collector"] = collector
+        running.add_row("Sentry", collector.dsn.split("@")[1], "Sentry-protocol collector on loopback")
+    return env, running
+
+
+def _start_worker(stack: ExitStack, env: dict[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
+    worker_env = {**os.environ, **{k: v for k, v in env.items() if isinstance(v, str)}}
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "threads", "-c", "8",
+                "-n", "demo@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+            ],
+            cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    stack.callback(_stop, worker)
+    deadline = time.monotonic() + 60
+    while " ready." not in log_path.read_text(errors="replace"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"The worker did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.1)
+    return worker
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    # The worker leads its own process group: stopping the group leaves nothing behind.
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(worker.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            worker.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait(console: Console, results: list[AsyncResult]) -> None:
+    columns = (TextColumn("tasks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("tasks", total=len(results))
+        pending = list(results)
+        deadline = time.monotonic() + 120
+        while pending and time.monotonic() < deadline:
+            pending = [result for result in pending if not result.ready()]
+            progress.update(bar, completed=len(results) - len(pending))
+            time.sleep(0.2)
+
+
+def _failures_in_log(log_path: Path) -> dict[tuple[str, str, str], int]:
+    """Every failure's structured log line, counted by (source, provider, reason)."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for line in log_path.read_text(errors="replace").splitlines():
+        if "llm failure " not in line:
+            continue
+        fields = {name: ast.literal_eval(value) for name, value in _FIELD.findall(line.split("llm failure ", 1)[1])}
+        counts[(fields.get("source"), fields.get("provider"), fields.get("reason"))] += 1
+    return dict(counts)
+
+
+def _view_from_log(failures: dict[tuple[str, str, str], int]) -> TriageView:
+    return TriageView([Group(*key) for key in sorted(failures, key=lambda k: (k[0] != "platform", k))], 0)
+
+
+def _check_keys(console: Console, broker_url: str, keys: list[str]) -> None:
+    """Search the broker, every key and value, for the users' API keys."""
+    store = redis.Redis.from_url(broker_url)
+    found, scanned, sealed = 0, 0, 0
+    for name in store.scan_iter(count=1000):
+        scanned += 1
+        sealed += name.startswith(b"byok:keys:")
+        kind = store.type(name)
+        if kind == b"string":
+            values = [store.get(name) or b""]
+        elif kind == b"list":
+            values = store.lrange(name, 0, -1)
+        elif kind == b"hash":
+            values = [b"".join(pair) for pair in store.hgetall(name).items()]
+        elif kind == b"set":
+            values = list(store.smembers(name))
+        elif kind == b"zset":
+            values = [member for member, _ in store.zrange(name, 0, -1, withscores=True)]
+        else:
+            values = []
+        blob = name + b"".join(values)
+        found += sum(key.encode() in blob for key in keys)
+    colour = "green" if found == 0 else "red"
+    console.print(
+        f"\n[{colour}]Searched {scanned} Redis keys and their values for the users' {len(keys)} API keys: "
+        f"found {found}.[/] The keys crossed as {sealed} sealed blobs (AES-256-GCM, expiring within an hour); "
+        "the messages carried only a reference."
+    )
+
+
+def _next_steps(console: Console, saved: bool) -> None:
+    console.print(
+        Panel(
+            "[bold]Alert rules[/]\n"
+            "  page on-call:       [cyan]llm.source:platform[/]\n"
+            "  notify the user:    [cyan]llm.source:byok llm.reason:invalid_key[/] (and quota, permission)\n"
+            "[bold]Searches[/]\n"
+            "  which users to tell: [cyan]llm.source:byok llm.reason:invalid_key[/], grouped by byok.uid\n"
+            + (f"\nThe events are in {EVENTS_FILE}: [bold]byok-tasks triage {EVENTS_FILE}[/] prints this view again."
+               if saved else ""),
+            title="Set up in Sentry",
+            border_style="cyan",
+        )
+    )  # fmt: skip
