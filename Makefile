@@ -22,8 +22,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite mostly waits on worker processes and brokers: four at a time, a file each.
 pytest: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist loadfile
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py

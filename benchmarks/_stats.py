@@ -27,8 +27,15 @@ class Figure:
 
     @property
     def spread(self) -> float:
-        """Half the range, relative to the median: the ± a single round is good for."""
-        return (self.high - self.low) / 2 / self.median if self.median else 0.0
+        """How far rounds stray from the median, relative to it: half the interquartile range
+        (one stray round in a busy machine's run does not make the others doubtful), or half
+        the whole range when there are too few rounds for quartiles."""
+        if not self.median:
+            return 0.0
+        if len(self.values) < 4:
+            return (self.high - self.low) / 2 / self.median
+        first, _, third = statistics.quantiles(self.values, n=4)
+        return (third - first) / 2 / self.median
 
     def ratio_to(self, baseline: Figure) -> Figure:
         """Round by round: variants take turns within a round, so a slow spell of the machine

@@ -81,15 +81,15 @@ class Settings:
 FULL = Settings(
     warm_up=1,
     publish_tasks=1000,
-    publish_rounds=7,
+    publish_rounds=9,
     trace_calls=2000,
     throughput_tasks=1500,
-    throughput_rounds=5,
+    throughput_rounds=7,
     capture_events=50,
     capture_rounds=9,
     classify_calls=2000,
     outage_tasks=150,
-    outage_rounds=3,
+    outage_rounds=5,
 )
 QUICK = Settings(
     warm_up=0,
@@ -416,6 +416,8 @@ def throughput(bench: Bench, pool: str, variants: list[str]) -> None:
         ],
     )
     judge(bench.report, f"throughput ({pool})", {v: rate[v].ratio_to(rate["bare"]) for v in VARIANTS})
+    for line in expected_from_trace(bench, cpu["bare"]):
+        bench.report.verdict(f"throughput ({pool}): {line}")
 
 
 def expected_from_trace(bench: Bench, bare_cpu: Figure) -> list[str]:
@@ -424,9 +426,10 @@ def expected_from_trace(bench: Bench, bare_cpu: Figure) -> list[str]:
         return []
     shares = {v: us / bare_cpu.median for v, us in bench.worker_added_us.items()}
     return [
-        f"Expected from the in-process figures: byok-tasks adds {bench.worker_added_us['byok']:.1f} µs "
-        f"(signed {bench.worker_added_us['byok-signed']:.1f} µs) of CPU to each task, {shares['byok']:.1%} "
-        f"({shares['byok-signed']:.1%}) of the {bare_cpu.median:.0f} µs bare Celery's worker spends on one here."
+        f"From the in-process figures, byok-tasks adds {bench.worker_added_us['byok']:.1f} µs "
+        f"(signed {bench.worker_added_us['byok-signed']:.1f} µs) of CPU to each task: {shares['byok']:.1%} "
+        f"({shares['byok-signed']:.1%}) of the {bare_cpu.median:.0f} µs of CPU bare Celery's worker spends on one "
+        "here, the throughput it takes off a worker that is short of CPU."
     ]
 
 
@@ -588,6 +591,7 @@ def outages(bench: Bench) -> None:
         worker.stop()
     rate = {c: Figure(tuple(values)) for c, values in rates.items()}
     cpu = {c: Figure(tuple(values)) for c, values in cpus.items()}
+    failures = settings.outage_tasks * settings.outage_rounds
     rows = [
         [
             label,
@@ -608,9 +612,8 @@ def outages(bench: Bench) -> None:
         ["Sentry", "tasks/s", "xreachable", "worker CPU µs/task", "tasks failed", "worker alive"],
         rows,
         [
-            f"While reachable, the loopback Sentry received {received} tagged events for "
-            f"{settings.outage_tasks * settings.outage_rounds} failures (sentry-sdk drops what its queue of 100 "
-            "cannot hold)."
+            f"While reachable, the loopback Sentry received {received} tagged events for {failures} failures"
+            + ("." if received >= failures else " (sentry-sdk drops what its queue of 100 events cannot hold).")
         ],
     )
     for case in cases[1:]:
@@ -728,11 +731,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, run in sections.items():
             if args.only and name not in args.only:
                 continue
+            section_started = time.monotonic()
             try:
                 run(bench)
             except Exception as exc:  # the other sections still run, and the summary says what failed
                 traceback.print_exc()
                 report.note(f"the {name} section could not finish: {type(exc).__name__}: {exc}")
+            print(f"  ({name}: {time.monotonic() - section_started:.0f} s)")
     text = summary(report, "quick" if args.quick else "full", machine(store, started_load), time.monotonic() - started)
     print(f"\n{'=' * 100}\n{text}")
     RESULTS.write_text(text)
@@ -742,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cleanup(store: redis.Redis, prefix: str) -> None:
     """Everything this run created in Redis: its queues, their kombu bindings, its counters and marks."""
-    for pattern in (f"{prefix}*", f"_kombu.binding.{prefix}*"):
+    for pattern in (f"{prefix}*", f"_kombu.binding*.{prefix}*"):  # kombu's binding and binding_permanent keys
         for name in store.scan_iter(match=pattern, count=1000):
             store.delete(name)
 

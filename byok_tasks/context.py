@@ -71,7 +71,7 @@ class ByokContextRequired(RuntimeError):
 def _provider_set(providers: Iterable[str]) -> frozenset[str]:
     if isinstance(providers, (str, bytes)):
         raise TypeError("providers must be a collection of provider names, not a single string")
-    result = frozenset(providers)
+    result = providers if isinstance(providers, frozenset) else frozenset(providers)
     if len(result) > MAX_PROVIDERS:
         raise ValueError(f"at most {MAX_PROVIDERS} providers")
     for name in result:
@@ -116,13 +116,15 @@ def byok_context(
     providers are BYOK too. The keys stay in this process, or travel sealed
     (:class:`byok_tasks.keys.SealedKeyStore`); never in a task's arguments or headers.
     """
+    if isinstance(providers, (str, bytes)):
+        raise TypeError("providers must be a collection of provider names, not a single string")
     keyring = None
     if keys:
         from .keys import Keyring
 
-        providers = _provider_set(providers) | frozenset(keys)
         keyring = Keyring(keys)
-    context = ByokContext(uid, _provider_set(providers), keyring)
+    # ByokContext validates the providers (those given, and those with a key) once, here.
+    context = ByokContext(uid, frozenset(providers).union(keys or ()), keyring)
     token = _current.set(context)
     try:
         yield context

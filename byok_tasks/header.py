@@ -78,6 +78,12 @@ class HeaderCodec:
     # The last header encoded, with what it was made from: a request that enqueues several
     # tasks, or a group, pays for one encoding. One tuple, replaced whole, so threads are safe.
     _last: tuple[object, ...] = field(init=False, compare=False, repr=False, default=())
+    # Headers already verified and parsed, to what they said: the tasks of one request, of
+    # a group, and retries share a header. Only the age check is repeated; bounded by
+    # starting afresh when full.
+    _verified: dict[str, tuple[ByokContext, float, float, str | None]] = field(
+        init=False, compare=False, repr=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if self.require_signature and not self.secrets:
@@ -132,6 +138,8 @@ class HeaderCodec:
 
     def decode(self, value: object) -> ByokContext:
         """The context in ``value``; :class:`HeaderError` if it is not a header this codec may trust."""
+        if isinstance(value, str) and (verified := self._verified.get(value)) is not None:
+            return self._in_date(*verified)
         if isinstance(value, bytes):
             try:
                 value = value.decode("utf-8")
@@ -152,24 +160,14 @@ class HeaderCodec:
                 raise HeaderError("header signature does not match: tampered, or signed with another secret")
         elif self.require_signature:
             raise HeaderError("header is unsigned and this worker requires signed headers")
-        return self._parse_payload(parts[1])
+        verified = _parse_payload(parts[1])
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[value] = verified
+        return self._in_date(*verified)
 
-    def _parse_payload(self, text: str) -> ByokContext:
-        try:
-            fields = json.loads(_b64decode(text))
-        except (binascii.Error, ValueError):
-            # json's UnicodeDecodeError and JSONDecodeError are both ValueErrors.
-            raise HeaderError("header payload is not base64-encoded JSON") from None
-        if not isinstance(fields, dict):
-            raise HeaderError("header payload is not an object")
-        uid, providers, ref = fields.get("u"), fields.get("p", []), fields.get("k")
-        if not isinstance(uid, str) or not isinstance(providers, list):
-            raise HeaderError("header payload has an invalid uid or provider list")
-        issued, delay = fields.get("t"), fields.get("d", 0)
-        if not _is_number(issued):
-            raise HeaderError("header payload has no valid issue time")
-        if not _is_number(delay) or delay < 0:
-            raise HeaderError("header payload has an invalid scheduled delay")
+    def _in_date(self, context: ByokContext, issued: float, delay: float, ref: str | None) -> ByokContext:
+        """``context``, if its header is neither expired nor from the future, with a keyring of its own."""
         age = self.clock() - issued
         if age < -CLOCK_SKEW:
             raise HeaderError(
@@ -179,12 +177,8 @@ class HeaderCodec:
         if age > self.max_age + delay + CLOCK_SKEW:
             allowance = f"max_age of {_hours(self.max_age)}" + (f" plus its {_hours(delay)} delay" if delay else "")
             raise HeaderError(f"header expired: issued {_hours(age)} ago, beyond its {allowance}")
-        if ref is not None and not is_reference(ref):
-            raise HeaderError("header payload has an invalid sealed-keys reference")
-        try:
-            return ByokContext(uid, frozenset(providers), Keyring(ref=ref) if ref is not None else None)
-        except (TypeError, ValueError):
-            raise HeaderError("header payload has an invalid uid or provider list") from None
+        # A keyring holds the keys its task opens, so each task gets its own; a context without one is shared.
+        return context if ref is None else ByokContext(context.uid, context.providers, Keyring(ref=ref))
 
     @staticmethod
     def _sign(keyed: Any, signed: str) -> str:
@@ -194,6 +188,32 @@ class HeaderCodec:
 
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
+_VERIFIED_CACHE_SIZE = 1024
+
+
+def _parse_payload(text: str) -> tuple[ByokContext, float, float, str | None]:
+    """A verified payload's context (keyring aside), issue time, scheduled delay and sealed-keys reference."""
+    try:
+        fields = json.loads(_b64decode(text))
+    except (binascii.Error, ValueError):
+        # json's UnicodeDecodeError and JSONDecodeError are both ValueErrors.
+        raise HeaderError("header payload is not base64-encoded JSON") from None
+    if not isinstance(fields, dict):
+        raise HeaderError("header payload is not an object")
+    uid, providers, ref = fields.get("u"), fields.get("p", []), fields.get("k")
+    if not isinstance(uid, str) or not isinstance(providers, list):
+        raise HeaderError("header payload has an invalid uid or provider list")
+    issued, delay = fields.get("t"), fields.get("d", 0)
+    if not _is_number(issued):
+        raise HeaderError("header payload has no valid issue time")
+    if not _is_number(delay) or delay < 0:
+        raise HeaderError("header payload has an invalid scheduled delay")
+    if ref is not None and not is_reference(ref):
+        raise HeaderError("header payload has an invalid sealed-keys reference")
+    try:
+        return ByokContext(uid, frozenset(providers)), issued, delay, ref
+    except (TypeError, ValueError):
+        raise HeaderError("header payload has an invalid uid or provider list") from None
 
 
 def _secret_bytes(secret: str | bytes) -> bytes:

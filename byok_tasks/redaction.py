@@ -21,7 +21,11 @@ _CREDENTIAL_NAMES = (
     ("a", r"pi[-_]?key|uthorization|ccess[-_]token|ws[-_]secret[-_]access[-_]key|ws[-_]session[-_]token"),
     ("s", r"ecret[-_]?access[-_]?key|ession[-_]?token"),
 )
-_AFTER_NAME = r"[\"']?\s*[:=]\s*[\"']?(?i:(?:bearer|basic|token)\s+)?(?P<{group}>[^\s\"',;&<>]{{1,4096}})"
+# A value already redacted is left alone, so that redacting twice changes nothing.
+_AFTER_NAME = (
+    r"[\"']?\s*[:=]\s*[\"']?(?!(?i:(?:bearer|basic|token)\s+)?\[REDACTED\])"
+    r"(?i:(?:bearer|basic|token)\s+)?(?P<{group}>[^\s\"',;&<>]{{1,4096}})"
+)
 _BEARER = r"(?i:earer)\s+(?P<{group}>[\w.~+/=-]{{8,4096}})"
 _QUERY = r"(?i:key|api[-_]?key|access_token|token)=(?P<{group}>[^&#\s\"']{{1,4096}})"
 # Keys recognised by their shape; ``*`` is in the alphabets so that masked echoes go

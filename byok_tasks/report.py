@@ -27,6 +27,7 @@ __all__ = [
     "enter_task",
     "exit_task",
     "failure_of",
+    "flush_events",
     "report_llm_error",
     "running_task",
     "set_event_sink",
@@ -57,6 +58,9 @@ class EventSink(Protocol):
         """An event for a task's final failure, unless the tracker's own integration for
         ``framework`` sends one; True when this sink sent it."""
 
+    def flush(self) -> None:
+        """Send what is queued, within the tracker's own shutdown timeout: the process is about to vanish."""
+
 
 _sink: EventSink | None = None
 
@@ -66,14 +70,19 @@ def set_event_sink(sink: EventSink | None) -> None:
     _sink = sink
 
 
+def flush_events() -> None:
+    if _sink is not None:
+        _sink.flush()
+
+
 @dataclass
 class RunningTask:
     """The task (Celery) or job (RQ) running here, as the reporting side needs to know it."""
 
     name: str
-    # Set once the task's final LLM failure is dealt with (our sink sent it, or the task
-    # declared it expected): the framework then logs that same failure, and the log
-    # record must not become an event of its own.
+    # Set once the task's LLM failure is dealt with (our sink sent it, the task declared
+    # it expected, or the framework will retry it): the framework then logs that same
+    # failure, and the log record must not become an event of its own.
     failure_reported: bool = False
 
 
@@ -214,21 +223,14 @@ class StormControl:
         with self._lock:
             window = self._windows.get(key)
             if window is None or now - window.started >= self.window:
-                carried = window.suppressed if window is not None else 0
+                carried = self._windows.pop(key).suppressed if window is not None else 0
+                # Re-inserted, so the dict stays ordered by window start: the oldest go first.
                 window = self._windows[key] = _Window(now, suppressed=carried)
-                self._prune(now)
+                while len(self._windows) > self.MAX_KEYS:
+                    del self._windows[next(iter(self._windows))]
             if window.sent >= self.budget:
                 window.suppressed += 1
                 return None
             window.sent += 1
             suppressed, window.suppressed = window.suppressed, 0
             return suppressed
-
-    def _prune(self, now: float) -> None:
-        if len(self._windows) <= self.MAX_KEYS:
-            return
-        for key, window in list(self._windows.items()):
-            if now - window.started >= self.window and not window.suppressed:
-                del self._windows[key]
-        while len(self._windows) > self.MAX_KEYS:
-            del self._windows[next(iter(self._windows))]

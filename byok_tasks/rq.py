@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -148,22 +147,16 @@ def _restoring(perform_job: Callable[..., bool]) -> Callable[..., bool]:
         try:
             return perform_job(self, job, queue, *args, **kwargs)
         finally:
+            task = report.running_task()
+            reported = task is not None and task.failure_reported
             detach(context_token)
             report.exit_task(task_token)
-            if self.is_horse:
-                _flush_events()
+            # A work horse leaves through os._exit, skipping the error tracker's exit-time
+            # flush: the event sent for this job's failure would die in its queue.
+            if reported and self.is_horse:
+                report.flush_events()
 
     return perform_in_context
-
-
-def _flush_events() -> None:
-    # A work horse leaves through os._exit, so the error tracker's exit-time flush never
-    # runs and the event captured for the job's failure would die in its queue.
-    # sentry-sdk's RQ integration flushes for its own events; with it off, the event is
-    # ours. It is flushed only where the application imported sentry-sdk.
-    sentry_sdk = sys.modules.get("sentry_sdk")
-    if sentry_sdk is not None:
-        sentry_sdk.flush()
 
 
 def _refusing_without_context(perform: Callable[[Job], Any]) -> Callable[[Job], Any]:

@@ -188,7 +188,7 @@ def _redacted(value: Any, depth: int, keys: tuple[str, ...]) -> Any:
     if depth > _MAX_DEPTH:
         return REDACTED
     if isinstance(value, dict):
-        return {key: _redacted(item, depth + 1, keys) for key, item in value.items()}
+        return {_redacted(key, depth, keys): _redacted(item, depth + 1, keys) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_redacted(item, depth + 1, keys) for item in value]
     text = safe_repr(value)
@@ -236,6 +236,10 @@ def _scrubbing(inner: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], 
 class _SentrySink:
     def capture_handled(self, exc: BaseException) -> None:
         self._capture(exc, handled=True)
+
+    def flush(self) -> None:
+        if _integration() is not None:
+            sentry_sdk.flush()
 
     def capture_task_failure(self, exc: BaseException, framework: str) -> bool:
         # Celery's and RQ's own integrations capture a task's final failure themselves.

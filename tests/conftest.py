@@ -66,6 +66,9 @@ def worker_factory(worker_logs: Path, redis_url: str) -> Iterator[object]:
         return worker
 
     yield get
+    # All at once: each needs a moment to go.
+    for worker in started.values():
+        worker.stop_soon()
     for worker in started.values():
         worker.stop()
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import redis
+import sentry_sdk
 from celery import chain, chord, group
+from sentry_sdk.integrations.celery import CeleryIntegration
 
 from byok_tasks import ByokContext, byok_context
 from byok_tasks.header import HeaderCodec
@@ -133,3 +135,19 @@ def test_no_context_leaks_between_a_thousand_interleaved_tasks(
     assert mismatches == []
     # The worker counts every task after which a context was still in force.
     assert redis.Redis.from_url(redis_url).get(f"byok-test:{pool_worker.queue}:leaked") is None
+
+
+def test_context_survives_sentrys_celery_integration_on_both_sides(
+    worker_factory: Any, redis_url: str, sentry_collector: Any
+) -> None:
+    # sentry-sdk rewrites the headers of every task it sees published, nesting them.
+    sentry_worker = worker_factory(redis_url, "prefork", env={"SENTRY_DSN": sentry_collector.dsn})
+    sentry_sdk.init(dsn=sentry_collector.dsn, integrations=[CeleryIntegration()], traces_sample_rate=1.0)
+    try:
+        with byok_context("alice", ["openai", "anthropic"]):
+            result = send(sentry_worker, "spawn_whoami")
+        child_id = result.get(timeout=TIMEOUT)
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()
+    assert sentry_worker.app.AsyncResult(child_id).get(timeout=TIMEOUT) == ALICE

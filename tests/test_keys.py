@@ -315,6 +315,7 @@ def test_missing_encryption_key_is_a_configuration_error(redis_url: str, monkeyp
         (generate_encryption_key()[:-1] + "!", "must be base64url-encoded"),  # a typo, not another key
         (b"k" * 31, "must be 32 bytes"),
     ],
+    ids=["16 bytes", "not base64", "a typo", "31 raw bytes"],
 )
 def test_malformed_encryption_key_is_refused_without_being_shown(
     redis_url: str, bad_key: str | bytes, message: str
