@@ -75,8 +75,9 @@ class HeaderCodec:
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
     # HMAC states keyed with each secret, copied for every signature instead of re-keyed.
     _macs: tuple[Any, ...] = field(init=False, compare=False, repr=False)
-    # The last header encoded, with what it was made from: a request that enqueues several
-    # tasks, or a group, pays for one encoding. One tuple, replaced whole, so threads are safe.
+    # The last header encoded, with what it was made from: the tasks a request enqueues, a
+    # group, and the same user's requests within a second share one encoding. One tuple,
+    # replaced whole, so threads are safe.
     _last: tuple[object, ...] = field(init=False, compare=False, repr=False, default=())
     # Headers already verified and parsed, to what they said: the tasks of one request, of
     # a group, and retries share a header. Only the age check is repeated; bounded by
@@ -120,7 +121,7 @@ class HeaderCodec:
         ref = context.keyring.ref if context.keyring is not None else None
         made_from = (context, issued, scheduled, ref)
         last = self._last
-        if last and last[0] is context and last[1:4] == made_from[1:]:
+        if last and last[1:4] == made_from[1:] and last[0] == context:
             return str(last[4])
         # Provider names and references are validated to need no JSON escaping; the uid may.
         providers = ",".join(f'"{name}"' for name in sorted(context.providers))

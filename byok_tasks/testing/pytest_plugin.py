@@ -51,8 +51,7 @@ def _run_under_byok(
     keys: Mapping[str, str] | None = None,
 ) -> Any:
     with byok_context(uid, providers, keys=keys):
-        # A Celery task: run it as a worker would, signals and all, without a broker. A worker
-        # finalizes its app first, which is when install() wraps the app's tasks.
+        # A Celery task: run it as a worker would (its app finalized, signals and all), without a broker.
         if callable(getattr(target, "apply", None)) and isinstance(getattr(target, "name", None), str):
             target.app.finalize()  # type: ignore[attr-defined]
             return target.apply(args, kwargs)  # type: ignore[attr-defined]
