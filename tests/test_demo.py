@@ -20,7 +20,7 @@ from byok_tasks import byok_context
 from byok_tasks.sentry import ByokIntegration
 from byok_tasks.testing.sandbox import sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
-from tests.support.celery_worker import ROOT
+from tests.support.processes import ROOT
 
 
 def demo_env(tmp_path: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ from byok_tasks.failure import LLMFailure
 from byok_tasks.sentry import ByokIntegration
 from byok_tasks.testing.sandbox import Scenario, sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
-from tests.support.celery_worker import ROOT
+from tests.support.processes import ROOT
 from tests.support.sentry import events_where, strings_in, tags
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +13,8 @@ from pathlib import Path
 from celery import Celery
 
 from tests.apps.celery_app import create_app
+from tests.support.processes import end_group, environment, spawn, wait_until_ready
 
-ROOT = Path(__file__).resolve().parents[2]
 # The secret every test worker and the test process share, unless a test says otherwise.
 SECRET = "test-secret-not-a-key"
 CONCURRENCY = {"prefork": 2, "threads": 4, "solo": 1, "gevent": 20}
@@ -42,14 +40,7 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGQUIT)
 
     def stop(self) -> None:
-        if self.alive():
-            self.stop_soon()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-        # Whatever is left of the worker's process group (pool children included) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+        end_group(self.proc, signal.SIGQUIT, 5)
         self.app.close()
 
 
@@ -70,32 +61,24 @@ def start_worker(
     """
     queue = f"byok-test-{pool}-{uuid.uuid4().hex[:8]}"
     log_path = log_dir / f"{queue}.log"
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "BROKER_URL": broker_url,
-        "RESULT_BACKEND": backend_url,
-        "BYOK_TEST_QUEUE": queue,
-        "BYOK_TEST_REQUIRE_SIGNATURE": "1" if require_signature else "",
-        **(env or {}),
-    }
-    full_env.pop("BYOK_TASKS_SECRET", None)
-    if secret is not None:
-        full_env["BYOK_TASKS_SECRET"] = secret
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", app_module, "worker",
-                "-P", pool, "-c", str(CONCURRENCY[pool]), "-Q", queue, "-n", f"{queue}@%h",
-                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
-            ],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    full_env = environment(
+        {"BROKER_URL": broker_url, "RESULT_BACKEND": backend_url, "BYOK_TEST_QUEUE": queue, **(env or {})},
+        secret=secret,
+        require_signature=require_signature,
+    )
+    proc = spawn(
+        [
+            sys.executable, "-m", "celery", "-A", app_module, "worker",
+            "-P", pool, "-c", str(CONCURRENCY[pool]), "-Q", queue, "-n", f"{queue}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+        ],
+        full_env,
+        log_path,
+    )  # fmt: skip
     worker = Worker(proc, log_path, queue, pool, create_app(broker_url, backend_url, queue, secret=SECRET))
-    deadline = time.monotonic() + 60
-    while " ready." not in worker.log():
-        if not worker.alive() or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"celery worker ({pool}) did not start:\n{worker.log()}")
-        time.sleep(0.1)
+    try:
+        wait_until_ready(proc, log_path, " ready.", f"celery worker ({pool})")
+    except RuntimeError:
+        worker.stop()
+        raise
     return worker

@@ -7,9 +7,7 @@ process). Import ``rq_worker_factory`` into a test module to use them.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,8 +27,8 @@ import byok_tasks.rq
 from byok_tasks import keys
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore, generate_encryption_key
 from tests.support.celery_worker import SECRET
+from tests.support.processes import end_group, environment, spawn, wait_until_ready
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER_CLASSES = {"fork": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker", "spawn": "rq.worker.SpawnWorker"}
 # The kinds byok-tasks supports; SpawnWorker is refused at start.
 KINDS = ["fork", "simple"]
@@ -70,15 +68,8 @@ class RqWorker:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.alive():
-            # SIGTERM is RQ's warm shutdown: the job in progress finishes first.
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(15)
-        # Whatever is left of the group (a work horse, the scheduler) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+        # SIGTERM is RQ's warm shutdown: the job in progress finishes first.
+        end_group(self.proc, signal.SIGTERM, 15)
         self._delete_our_keys()
 
     def _delete_our_keys(self) -> None:
@@ -105,34 +96,28 @@ def start_rq_worker(
     """``rq worker -c tests.apps.rq_settings`` of ``kind`` on a fresh queue, with ``env`` added to its environment."""
     queue = f"byok-test-rq-{kind}-{uuid.uuid4().hex[:8]}"
     log_path = log_dir / f"{queue}.log"
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "BYOK_TEST_RQ_REDIS_URL": redis_url,
-        "BYOK_TEST_QUEUE": queue,
-        "SENTRY_RELEASE": queue,
-        "BYOK_TEST_KEY_PREFIX": KEY_PREFIX,
-        "BYOK_TEST_REQUIRE_SIGNATURE": "1" if require_signature else "",
-        **(env or {}),
-    }
-    full_env.pop("BYOK_TASKS_SECRET", None)
-    if secret is not None:
-        full_env["BYOK_TASKS_SECRET"] = secret
+    full_env = environment(
+        {
+            "BYOK_TEST_RQ_REDIS_URL": redis_url,
+            "BYOK_TEST_QUEUE": queue,
+            "SENTRY_RELEASE": queue,
+            "BYOK_TEST_KEY_PREFIX": KEY_PREFIX,
+            **(env or {}),
+        },
+        secret=secret,
+        require_signature=require_signature,
+    )
     command = [
         sys.executable, "-m", "rq.cli", "worker", "-c", "tests.apps.rq_settings", "--url", redis_url,
         "-w", WORKER_CLASSES[kind], "--name", queue, *(["--with-scheduler"] if with_scheduler else []), queue,
     ]  # fmt: skip
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = spawn(command, full_env, log_path)
     worker = RqWorker(proc, log_path, queue, kind, redis.Redis.from_url(redis_url))
-    deadline = time.monotonic() + 60
-    while "*** Listening on" not in worker.log():
-        if not worker.alive() or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"rq worker ({kind}) did not start:\n{worker.log()}")
-        time.sleep(0.1)
+    try:
+        wait_until_ready(proc, log_path, "*** Listening on", f"rq worker ({kind})")
+    except RuntimeError:
+        worker.stop()
+        raise
     return worker
 
 
