@@ -125,7 +125,7 @@ def _show_events(console: Console, events: list[dict[str, Any]]) -> None:
         ("level", lambda e: e.get("level")),
         ("user.id", lambda e: (e.get("user") or {}).get("id", "-")),
         ("fingerprint", lambda e: " / ".join(e.get("fingerprint") or [])),
-        ("message", lambda e: e["exception"]["values"][-1]["value"][:60]),
+        ("message", lambda e: e["exception"]["values"][-1]["value"][:56] + "…"),
     ]
     for tag in ("llm.provider", "llm.reason", "llm.status", "llm.model", "llm.feature", "byok.uid"):
         rows.append((tag, lambda e, tag=tag: (e.get("tags") or {}).get(tag, "-")))
