@@ -17,13 +17,15 @@ Configuration (environment):
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import anthropic
 import openai
 from celery import Celery
 
 import byok_tasks.celery
-from byok_tasks import current_key, llm_call
+from byok_tasks import classify, current_key, llm_call
+from byok_tasks.header import SECRET_ENV
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore
 
 
@@ -51,14 +53,18 @@ if os.environ.get("SENTRY_DSN"):
 
 byok_tasks.celery.install(
     app,
+    # With a secret (BYOK_TASKS_SECRET), an unsigned header is not trusted: anyone who can
+    # write to the broker could otherwise name any user.
+    require_signature=bool(os.environ.get(SECRET_ENV)),
     # Keys that arrive with a web request travel to the worker sealed in Redis, never in the message.
     key_store=SealedKeyStore(os.environ.get("REDIS_URL", BROKER_URL)) if os.environ.get(ENCRYPTION_KEY_ENV) else None,
 )
 
 SUMMARY_MODEL = "gpt-4o-mini"
 ACTIONS_MODEL = "claude-sonnet-5"
-# Failures that pass by themselves are retried; the rest (an invalid key, no credits) are not.
-TRANSIENT = (openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError)
+# Waits between retries are capped so that the demo ends within a minute; a real app would
+# honour the provider's retry-after up to a minute or so.
+LONGEST_RETRY_WAIT = 2.0
 
 
 # A client per call, because the key differs per user; one connection pool for all of
@@ -86,17 +92,26 @@ def anthropic_client() -> anthropic.Anthropic:
     )
 
 
-@app.task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=2)
-def summarize_conversation(conversation_id: str, transcript: str) -> str:
-    """Summarise a conversation with OpenAI."""
-    with llm_call("openai", model=SUMMARY_MODEL, feature="summarize_conversation"):
-        completion = openai_client().chat.completions.create(
-            model=SUMMARY_MODEL,
-            messages=[
-                {"role": "system", "content": "Summarise this conversation in two sentences."},
-                {"role": "user", "content": transcript},
-            ],
-        )
+@app.task(bind=True, max_retries=2)
+def summarize_conversation(self: Any, conversation_id: str, transcript: str) -> str:
+    """Summarise a conversation with OpenAI; retry only what passes by itself."""
+    try:
+        with llm_call("openai", model=SUMMARY_MODEL, feature="summarize_conversation"):
+            completion = openai_client().chat.completions.create(
+                model=SUMMARY_MODEL,
+                messages=[
+                    {"role": "system", "content": "Summarise this conversation in two sentences."},
+                    {"role": "user", "content": transcript},
+                ],
+            )
+    except openai.APIError as exc:
+        # A rate limit or an outage passes; an invalid key or exhausted credits (also a 429
+        # at OpenAI) need a person. The classification tells them apart, the status cannot.
+        failure = classify(exc)
+        if failure is not None and failure.retryable:
+            wait = min(failure.retry_after or 2.0**self.request.retries, LONGEST_RETRY_WAIT)
+            raise self.retry(exc=exc, countdown=wait) from None
+        raise
     return completion.choices[0].message.content or ""
 
 

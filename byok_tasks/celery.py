@@ -26,8 +26,8 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from . import keys, report
-from .context import ByokContextRequired, attach, current_context, detach
-from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, HeaderError
+from .context import attach, current_context, detach, refusal
+from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
 
 __all__ = ["install"]
 
@@ -128,11 +128,12 @@ def _on_prerun(task: Task, task_id: str, **_: Any) -> None:
         if value is not None:
             try:
                 context = _codec.decode(value)
-            except HeaderError as exc:
+            except Exception as exc:
+                problem = why_refused(exc)
                 logger.warning(
-                    "task %s[%s]: BYOK header refused, running without a BYOK context: %s", task.name, task_id, exc
+                    "task %s[%s]: BYOK header refused, running without a BYOK context: %s", task.name, task_id, problem
                 )
-                setattr(request, _PROBLEM, str(exc))
+                setattr(request, _PROBLEM, problem)
         context_token = attach(context)
     setattr(request, _TOKENS, (context_token, report.enter_task(task.name)))
 
@@ -196,10 +197,10 @@ def _guarded_run(task: Task) -> Any:
 
     @functools.wraps(inner)
     def run(*args: Any, **kwargs: Any) -> Any:
-        if current_context() is None:
-            request = task.request
-            why = getattr(request, _PROBLEM, None) or "none was set where it was enqueued"
-            raise ByokContextRequired(f"task {task.name}[{request.id}] requires a BYOK context: {why}")
+        request = task.request
+        error = refusal(f"task {task.name}[{request.id}]", current_context(), getattr(request, _PROBLEM, None))
+        if error is not None:
+            raise error
         return inner(*args, **kwargs)
 
     run._byok_guard = True  # type: ignore[attr-defined]

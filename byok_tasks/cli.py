@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> None:
             events = load_events(args.file)
         except (OSError, ValueError) as exc:
             sys.exit(f"byok-tasks triage: {exc}")
-        render(build_view(events))
+        try:
+            render(build_view(events))
+        except ModuleNotFoundError as exc:
+            sys.exit(f"byok-tasks triage needs {exc.name}: pip install 'byok-tasks[cli]'")
     else:
         try:
             from demo.run import main as run_demo

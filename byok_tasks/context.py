@@ -8,6 +8,7 @@ next one. Framework adapters restore it with :func:`attach` and undo it with
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ __all__ = [
     "current_context",
     "detach",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Bounds that keep the header small and make a hostile value fail on the web side,
 # where the caller sees the error, rather than in a worker.
@@ -68,6 +71,20 @@ class ByokContextRequired(RuntimeError):
     """
 
 
+def refusal(work: str, context: ByokContext | None, problem: str | None) -> ByokContextRequired | None:
+    """The error that stops ``work`` (a task or job marked byok_required), or None when ``context`` allows it.
+
+    A context that makes no provider BYOK does not: the work would run on the platform's keys.
+    """
+    if context is not None and context.providers:
+        return None
+    if context is not None:
+        why = "its context makes no provider BYOK, so it would run on the platform's keys"
+    else:
+        why = problem or "none was set where it was enqueued"
+    return ByokContextRequired(f"{work} requires a BYOK context: {why}")
+
+
 def _provider_set(providers: Iterable[str]) -> frozenset[str]:
     if isinstance(providers, (str, bytes)):
         raise TypeError("providers must be a collection of provider names, not a single string")
@@ -79,6 +96,27 @@ def _provider_set(providers: Iterable[str]) -> frozenset[str]:
             # Not quoted: a key passed where a provider name belongs must not land in an error.
             raise ValueError("invalid provider name: up to 32 lowercase letters, digits, '_', '.', '-'")
     return result
+
+
+# Provider names with a table, and the unknown ones already warned about.
+_known_or_warned: set[str] = set()
+
+
+def _warn_about_unknown(providers: frozenset[str]) -> None:
+    # A name no provider table has ("azure" for "azure_openai") never matches a failing
+    # call's provider: its failures would count as the platform's. Said once per name.
+    if providers <= _known_or_warned:
+        return
+    from .providers import PROVIDERS
+
+    known = {table.name for table in PROVIDERS}
+    for name in sorted(providers - known - _known_or_warned):
+        logger.warning(
+            "BYOK provider %r is not one byok-tasks knows (%s): failures of its calls will not count as the user's",
+            name,
+            ", ".join(sorted(known)),
+        )
+    _known_or_warned.update(known, providers)
 
 
 _current: ContextVar[ByokContext | None] = ContextVar("byok_context", default=None)
@@ -118,6 +156,7 @@ def byok_context(
     """
     if isinstance(providers, (str, bytes)):
         raise TypeError("providers must be a collection of provider names, not a single string")
+    _warn_about_unknown(frozenset(providers).union(keys or ()))
     keyring = None
     if keys:
         from .keys import Keyring

@@ -38,7 +38,7 @@ from typing import Any, TypeGuard
 from .context import ByokContext
 from .keys import Keyring, is_reference
 
-__all__ = ["HEADER", "SECRET_ENV", "HeaderCodec", "HeaderError"]
+__all__ = ["HEADER", "SECRET_ENV", "HeaderCodec", "HeaderError", "why_refused"]
 
 HEADER = "byok"
 SECRET_ENV = "BYOK_TASKS_SECRET"
@@ -51,6 +51,15 @@ CLOCK_SKEW = 300.0
 
 class HeaderError(ValueError):
     """A BYOK header that cannot be trusted. The message says why and never quotes the header."""
+
+
+def why_refused(exc: Exception) -> str:
+    """What to log about a header :meth:`HeaderCodec.decode` refused with ``exc``.
+
+    A HeaderError says what was wrong. Anything else would be a bug of ours: no reason to
+    stop a worker, every reason not to trust the header, and nothing of it worth quoting.
+    """
+    return str(exc) if isinstance(exc, HeaderError) else "header could not be read"
 
 
 def _b64encode(data: bytes) -> str:
@@ -69,7 +78,7 @@ class HeaderCodec:
     deploying ``[new, old]`` everywhere before dropping ``old``.
     """
 
-    secrets: tuple[bytes, ...] = ()
+    secrets: tuple[bytes, ...] = field(default=(), repr=False)  # a repr in a stack frame must not carry them
     require_signature: bool = False
     max_age: float = DEFAULT_MAX_AGE
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
@@ -119,10 +128,11 @@ class HeaderCodec:
         issued = int(self.clock())
         scheduled = int(delay) + 1 if delay > 0 else 0
         ref = context.keyring.ref if context.keyring is not None else None
-        made_from = (context, issued, scheduled, ref)
+        # The values, not the context: the context's keyring must not outlive its block here.
+        made_from = (context.uid, context.providers, issued, scheduled, ref)
         last = self._last
-        if last and last[1:4] == made_from[1:] and last[0] == context:
-            return str(last[4])
+        if last[:5] == made_from:
+            return str(last[5])
         # Provider names and references are validated to need no JSON escaping; the uid may.
         providers = ",".join(f'"{name}"' for name in sorted(context.providers))
         payload = f'{{"u":{_json_string(context.uid)},"p":[{providers}],"t":{issued}'
@@ -148,6 +158,8 @@ class HeaderCodec:
                 raise HeaderError("header is not valid UTF-8") from None
         if not isinstance(value, str):
             raise HeaderError(f"header is a {type(value).__name__}, expected a string")
+        if not value.isascii():
+            raise HeaderError("header has characters no byok-tasks header has")
         if len(value) > MAX_HEADER_LENGTH:
             raise HeaderError(f"header is {len(value)} characters long, over the limit of {MAX_HEADER_LENGTH}")
         parts = value.split(".")
@@ -225,8 +237,14 @@ def _secret_bytes(secret: str | bytes) -> bytes:
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    # json accepts NaN and Infinity; an infinite delay would make a header valid forever.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # json accepts NaN, Infinity and integers of any size; an infinite delay would make a
+    # header valid forever, and one too large for a float overflows.
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _hours(seconds: float) -> str:

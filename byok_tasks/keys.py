@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from .context import _PROVIDER_NAME, current_context
+from .redaction import remember_key
 
 __all__ = [
     "ENCRYPTION_KEY_ENV",
@@ -58,6 +59,12 @@ class ByokKeyExpired(ByokKeyUnavailable):
     """The sealed keys a task refers to are gone: their TTL passed, or they were never stored."""
 
 
+def _remember(keys: Mapping[str, str] | None) -> None:
+    # Whatever their shape, keys this process has held are redacted from logs and events.
+    for key in (keys or {}).values():
+        remember_key(key)
+
+
 def is_reference(value: object) -> bool:
     return isinstance(value, str) and _REF.fullmatch(value) is not None
 
@@ -81,6 +88,7 @@ class Keyring:
                 if not isinstance(key, str) or not key:
                     raise ValueError(f"the {provider} key must be a non-empty string")
         self._keys = dict(keys) if keys is not None else None
+        _remember(self._keys)
         self.ref = ref
         # When the copy sealed by this process expires (monotonic clock); None when the
         # reference came from elsewhere, with its keys expiring on a schedule we do not know.
@@ -96,12 +104,6 @@ class Keyring:
         # fail to store one (Celery then stores a string stand-in), not store the keys.
         raise TypeError("a Keyring holds keys and is never pickled")
 
-    def opened(self) -> tuple[str, ...]:
-        """The keys this process holds in the clear (given here, or already opened): what a
-        scrubber must remove by value, whatever their shape. Never fetches sealed keys."""
-        with self._lock:
-            return tuple(self._keys.values()) if self._keys is not None else ()
-
     def get(self, uid: str, provider: str) -> str | None:
         with self._lock:
             if self._keys is None:
@@ -112,6 +114,7 @@ class Keyring:
                         "this task carries sealed keys, but no SealedKeyStore is configured in this process"
                     )
                 self._keys = _store.open(self.ref, uid)
+                _remember(self._keys)
             return self._keys.get(provider)
 
     def seal(self, uid: str, store: SealedKeyStore | None, *, delay: float = 0.0) -> str:
@@ -257,7 +260,7 @@ class _ResolverCache:
             raise TypeError(f"the key resolver returned a {type(key).__name__} for {provider}, expected str or None")
         if not key:
             return None  # not cached: a key the user adds now is found on the next task
-        if self.size > 0:
+        if self.size > 0 and self.ttl > 0:
             with self._lock:
                 self._entries[(uid, provider)] = (now, key)
                 self._entries.move_to_end((uid, provider))
@@ -308,6 +311,8 @@ def current_key(provider: str) -> str | None:
     key = context.keyring.get(context.uid, provider) if context.keyring is not None else None
     if key is None and _resolver is not None:
         key = _resolver.get(context.uid, provider)
+        if isinstance(key, str):
+            remember_key(key)
     if key is None:
         keys = "the context's keys do not include it" if context.keyring is not None else "the context carries no keys"
         resolver = "the resolver returned none" if _resolver is not None else "no resolver is configured"

@@ -4,13 +4,21 @@ Providers echo keys back in their error messages (OpenAI masks all but 12 charac
 Gemini echoes a suspended key whole), SDKs put request headers in exception text, and
 URLs carry ``?key=``. One compiled alternation covers every shape, so the text is
 scanned once however many shapes there are; this runs on every error event.
+
+Some keys have no shape to recognise (Mistral's, Cohere's and Azure's are plain runs of
+letters and digits). Every key this process handles (given to ``byok_context``, opened
+from the sealed store, or answered by a resolver) is remembered by its SHA-256 only, and
+:func:`redact` also replaces any word of the text whose hash is one of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 
-__all__ = ["REDACTED", "redact"]
+__all__ = ["REDACTED", "redact", "remember_key"]
 
 REDACTED = "[REDACTED]"
 
@@ -72,8 +80,44 @@ def _glued_to_a_word(match: re.Match[str], secret: str | None) -> bool:
     return secret not in _QUERY_GROUPS.values()
 
 
+# Words that could be a key: the alphabet of API keys, long enough to be one.
+_WORD = re.compile(r"[A-Za-z0-9_\-.~+/]{16,4096}")
+_SHORTEST_KEY = 16
+# Hashes of the keys this process has handled, the most recent last; a hash tells nothing.
+_fingerprints: OrderedDict[bytes, None] = OrderedDict()
+_FINGERPRINTS_KEPT = 4096
+_fingerprints_lock = threading.Lock()
+
+
+def _fingerprint(word: str) -> bytes:
+    return hashlib.sha256(word.encode()).digest()
+
+
+def remember_key(key: str) -> None:
+    """From now on, redact ``key`` wherever it stands as a word of its own, whatever its shape."""
+    if len(key) < _SHORTEST_KEY:
+        return
+    fingerprint = _fingerprint(key)
+    with _fingerprints_lock:
+        _fingerprints[fingerprint] = None
+        _fingerprints.move_to_end(fingerprint)
+        while len(_fingerprints) > _FINGERPRINTS_KEPT:
+            _fingerprints.popitem(last=False)
+
+
+def _remembered(match: re.Match[str]) -> str:
+    word = match.group(0)
+    # A word at the end of a sentence or a path carries the punctuation with it.
+    for candidate in (word, word.strip(".-/+~")):
+        if _fingerprint(candidate) in _fingerprints:
+            return word.replace(candidate, REDACTED)
+    return word
+
+
 def redact(text: str) -> str:
     """``text`` with every key, token and secret replaced by ``[REDACTED]``."""
+    if _fingerprints:
+        text = _WORD.sub(_remembered, text)
     match = _PATTERN.search(text)
     if match is None:
         return text

@@ -113,7 +113,7 @@ def failure_of(exc: BaseException) -> LLMFailure | None:
     return failure
 
 
-def log_failure(failure: LLMFailure, level: Level | None = None) -> None:
+def log_failure(failure: LLMFailure) -> None:
     fields = {
         "source": failure.source,
         "provider": failure.provider,
@@ -127,7 +127,7 @@ def log_failure(failure: LLMFailure, level: Level | None = None) -> None:
         "error": failure.message,
     }
     logger.log(
-        _LOG_LEVELS[level or default_level(failure)],
+        _LOG_LEVELS[default_level(failure)],
         "llm failure " + " ".join(f"{name}=%r" for name in fields),
         *fields.values(),
         extra=fields,

@@ -1,6 +1,6 @@
 """RQ: the BYOK context travels in each job's ``meta`` and is restored around the whole job.
 
-RQ has no signals, so :func:`install` wraps five methods, once per process:
+RQ has no signals, so :func:`install` wraps these methods, once per process:
 
 - ``Job.create``, which every way of making a job goes through (``enqueue``,
   ``enqueue_call``, ``enqueue_many``, ``enqueue_at``/``enqueue_in``, dependent jobs,
@@ -34,8 +34,8 @@ from rq.queue import Queue
 from rq.worker import BaseWorker, Worker
 
 from . import keys, report
-from .context import ByokContext, ByokContextRequired, attach, current_context, detach
-from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, HeaderError
+from .context import ByokContext, attach, current_context, detach, refusal
+from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
 
 __all__ = ["byok_required", "install"]
 
@@ -126,9 +126,10 @@ def _context_of(job: Job) -> tuple[ByokContext | None, str | None]:
         return None, None
     try:
         return _codec.decode(value), None
-    except HeaderError as exc:
-        logger.warning("job %s: BYOK header refused, running without a BYOK context: %s", job.id, exc)
-        return None, str(exc)
+    except Exception as exc:
+        problem = why_refused(exc)
+        logger.warning("job %s: BYOK header refused, running without a BYOK context: %s", job.id, problem)
+        return None, problem
 
 
 def _job_name(job: Job) -> str:
@@ -162,10 +163,11 @@ def _restoring(perform_job: Callable[..., bool]) -> Callable[..., bool]:
 def _refusing_without_context(perform: Callable[[Job], Any]) -> Callable[[Job], Any]:
     @functools.wraps(perform)
     def perform_if_allowed(self: Job) -> Any:
-        if current_context() is None and getattr(self.func, "byok_required", False):
-            self.retries_left = None  # a missing context does not appear by retrying
-            why = getattr(self, "_byok_problem", None) or "none was set where it was enqueued"
-            raise ByokContextRequired(f"job {self.func_name}[{self.id}] requires a BYOK context: {why}")
+        if getattr(self.func, "byok_required", False):
+            error = refusal(f"job {self.func_name}[{self.id}]", current_context(), getattr(self, "_byok_problem", None))
+            if error is not None:
+                self.retries_left = None  # a missing context does not appear by retrying
+                raise error
         return perform(self)
 
     return perform_if_allowed

@@ -28,8 +28,7 @@ from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.utils import event_from_exception, safe_repr
 
 from . import report
-from .context import current_context
-from .failure import LLMFailure, annotations_of
+from .failure import LLMFailure
 from .redaction import REDACTED, redact
 
 if TYPE_CHECKING:
@@ -55,8 +54,6 @@ _CALL_LEVEL_MECHANISMS = frozenset(
 )
 # Containers deeper than this are cut, as Sentry's own serializer would cut them.
 _MAX_DEPTH = 12
-# Shorter values are not keys; replacing them everywhere would only garble the event.
-_MIN_KEY_LENGTH = 8
 
 
 def default_fingerprint(failure: LLMFailure) -> list[str]:
@@ -164,50 +161,32 @@ def _enrich(event: Event, failure: LLMFailure, suppressed: int, integration: Byo
         event["fingerprint"] = integration.fingerprint(failure)
 
 
-def redact_event(event: dict[str, Any], keys: tuple[str, ...] = ()) -> dict[str, Any]:
+def redact_event(event: dict[str, Any]) -> dict[str, Any]:
     """``event`` with every string value that holds key material redacted, whatever its field.
 
     Sentry's own scrubber matches field names, not values: it lets ``key = "sk-…"`` in a
     stack frame and a key echoed in an exception message through. Keys are found by their
-    shape (:func:`byok_tasks.redact`) and, for ``keys`` — those of the BYOK context in
-    force — by value, whatever their shape. Objects are checked by the repr Sentry would
-    send for them.
+    shape, and the keys this process has handled by their value, whatever their shape
+    (:func:`byok_tasks.redact`). Objects are checked by the repr Sentry would send for them.
     """
-    redacted: dict[str, Any] = _redacted(event, 0, tuple(key for key in keys if len(key) >= _MIN_KEY_LENGTH))
+    redacted: dict[str, Any] = _redacted(event, 0)
     return redacted
 
 
-def _redacted(value: Any, depth: int, keys: tuple[str, ...]) -> Any:
+def _redacted(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        text = redact(value)
-        for key in keys:
-            text = text.replace(key, REDACTED)
-        return text
+        return redact(value)
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if depth > _MAX_DEPTH:
         return REDACTED
     if isinstance(value, dict):
-        return {_redacted(key, depth, keys): _redacted(item, depth + 1, keys) for key, item in value.items()}
+        return {_redacted(key, depth): _redacted(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redacted(item, depth + 1, keys) for item in value]
+        return [_redacted(item, depth + 1) for item in value]
     text = safe_repr(value)
-    cleaned = _redacted(text, depth, keys)
+    cleaned = redact(text)
     return value if cleaned == text else cleaned
-
-
-def _known_keys(hint: Any) -> tuple[str, ...]:
-    """The keys this process knows in the clear for this event: those of the context in force,
-    and of the contexts recorded on the exception and its causes (it may be reported later)."""
-    contexts = [current_context()]
-    exc = (hint or {}).get("exc_info", (None, None))[1]
-    for _ in range(16):
-        if exc is None:
-            break
-        annotations = annotations_of(exc)
-        contexts.append(annotations.context if annotations is not None else None)
-        exc = exc.__cause__ or exc.__context__
-    return tuple(key for context in contexts if context and context.keyring for key in context.keyring.opened())
 
 
 def _scrub_after_serialization(options: dict[str, Any]) -> None:
@@ -226,8 +205,7 @@ def _scrubbing(inner: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], 
     def before_send(event: Any, hint: Any) -> Any:
         if inner is not None:
             event = inner(event, hint)
-        # Sentry prepares an event in the thread that captured it: the context in force is the failing task's.
-        return redact_event(event, _known_keys(hint)) if isinstance(event, dict) else event
+        return redact_event(event) if isinstance(event, dict) else event
 
     before_send._byok_scrubs = True  # type: ignore[attr-defined]
     return before_send

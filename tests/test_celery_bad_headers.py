@@ -41,6 +41,9 @@ BAD_HEADERS = {
     "wrongly typed (dict)": {"u": "mallory"},
     "foreign (a JWT)": "eyJhbGciOiJIUzI1NiJ9.eyJ1IjoibWFsbG9yeSJ9.c2lnbmF0dXJl",
     "unknown version": "2." + MALLORY_PAYLOAD,
+    "non-ASCII signature": ALICE.rsplit(".", 1)[0] + ".é" + ALICE.rsplit(".", 1)[1][1:],
+    "non-ASCII payload": "1.é" + MALLORY_PAYLOAD,
+    "issue time too large for a float": _payload({"u": "mallory", "p": [], "t": 10**400}),
 }
 
 

@@ -94,3 +94,9 @@ def test_eager_llm_failure_is_logged_from_the_sdks_own_exception(
         summarize.apply()
     [record] = [r for r in caplog.records if r.name == "byok_tasks.failures"]
     assert (record.reason, record.status, record.feature) == ("quota", 429, "eager.summarize")
+
+
+def test_required_task_under_a_context_with_no_byok_provider_is_refused(app: Celery) -> None:
+    # A signed-in user without keys of their own: the task would run on the platform's keys.
+    with byok_context("emma"), pytest.raises(ByokContextRequired, match="makes no provider BYOK"):
+        app.tasks["eager.required"].delay().get()

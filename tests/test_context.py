@@ -82,3 +82,20 @@ def test_asyncio_tasks_inherit_the_context_they_were_created_in() -> None:
         return [await inside, await outside]
 
     assert asyncio.run(main()) == [ByokContext("alice"), None]
+
+
+def test_a_provider_name_byok_tasks_does_not_know_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="byok_tasks.context"):
+        for _ in range(3):
+            with byok_context("alice", ["azure-not-a-provider"]):
+                pass
+    warnings = [r for r in caplog.records if "azure-not-a-provider" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "azure_openai" in warnings[0].getMessage()  # the names it could have meant
+
+
+def test_llm_call_refuses_a_provider_name_that_is_not_one() -> None:
+    from byok_tasks import llm_call
+
+    with pytest.raises(ValueError, match="provider name"):
+        llm_call("OpenAI")

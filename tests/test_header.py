@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,3 +100,32 @@ def test_any_valid_context_round_trips(uid: str, providers: frozenset[str]) -> N
     context = ByokContext(uid, providers)
     codec = HeaderCodec.configure("s3cret")
     assert codec.decode(codec.encode(context)) == context
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1.abc.\u00e9",  # non-ASCII where the signature goes
+        "1.\u00e9abc",  # non-ASCII where the payload goes
+        "1." + base64.urlsafe_b64encode(json.dumps({"u": "x", "p": [], "t": 10**400}).encode()).decode(),
+    ],
+    ids=["non-ASCII signature", "non-ASCII payload", "issue time too large for a float"],
+)
+def test_odd_headers_are_refused_with_header_error_only(value: str) -> None:
+    for codec in (HeaderCodec(), HeaderCodec.configure("s3cret", require_signature=True)):
+        with pytest.raises(HeaderError):
+            codec.decode(value)
+
+
+def test_the_secret_never_shows_in_the_codecs_repr() -> None:
+    assert "s3cret" not in repr(HeaderCodec.configure("s3cret"))
+
+
+@given(
+    st.sampled_from(["1.", "1.abc.", "1.eyJ1IjoieCJ9."]),
+    st.text(max_size=60),
+)
+def test_anything_after_a_plausible_prefix_raises_header_error_at_most(prefix: str, rest: str) -> None:
+    for codec in (HeaderCodec(), HeaderCodec.configure("s3cret", require_signature=True)):
+        with contextlib.suppress(HeaderError):
+            codec.decode(prefix + rest)

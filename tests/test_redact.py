@@ -101,3 +101,25 @@ def test_ordinary_provider_messages_are_left_alone(text: str) -> None:
 def test_redacting_twice_changes_nothing_more() -> None:
     once = redact(f"key {KEYS['groq']} and Authorization: Bearer abcdefghijk")
     assert redact(once) == once
+
+
+def test_a_key_this_process_handled_is_redacted_whatever_its_shape() -> None:
+    from byok_tasks.redaction import remember_key
+
+    key = "Qm7fXk2LpR9sT4vW8yZ1aB3cD5eF6gH0"  # Mistral keys are 32 letters and digits, nothing to recognise
+    assert redact(f"Unauthorized: API key {key} is not valid") == f"Unauthorized: API key {key} is not valid"
+    remember_key(key)
+    assert redact(f"Unauthorized: API key {key} is not valid") == "Unauthorized: API key [REDACTED] is not valid"
+    assert redact(f"the key was {key}.") == "the key was [REDACTED]."
+
+
+def test_keys_given_to_a_context_are_redacted_from_failure_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from byok_tasks import byok_context, report_llm_error
+
+    key = "Zc8Vb2Nm4Qw6Er8Ty0Ui2Op4As6Df8Gh"
+    with caplog.at_level(logging.WARNING, logger="byok_tasks.failures"), byok_context("alice", keys={"mistral": key}):
+        report_llm_error(ConnectionError(f"connection reset while sending {key}"), provider="mistral")
+    assert caplog.records, "the failure was not logged"
+    assert all(key not in record.getMessage() and key not in str(record.error) for record in caplog.records)

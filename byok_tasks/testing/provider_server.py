@@ -188,21 +188,6 @@ class ProviderServer:
 
         return LoopbackTransport()
 
-    def async_transport(self, httpx_module: Any) -> Any:
-        """:meth:`transport` for ``httpx.AsyncClient`` / ``httpx2.AsyncClient``."""
-        port = self.port
-
-        class AsyncLoopbackTransport(httpx_module.AsyncHTTPTransport):  # type: ignore[misc]
-            async def handle_async_request(self, request: Any) -> Any:
-                real_url = request.url
-                request.url = real_url.copy_with(scheme="http", host="127.0.0.1", port=port)
-                try:
-                    return await super().handle_async_request(request)
-                finally:
-                    request.url = real_url
-
-        return AsyncLoopbackTransport()
-
     def _next_reply(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)

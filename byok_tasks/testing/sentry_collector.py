@@ -13,8 +13,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -106,14 +105,6 @@ class SentryCollector:
             while self._changed.wait(seconds):
                 pass
             return list(self.events)
-
-    @contextmanager
-    def behaving(self, behaviour: Behaviour) -> Iterator[None]:
-        self.behaviour = behaviour
-        try:
-            yield
-        finally:
-            self.behaviour = "ok"
 
     def save(self, path: str | Path) -> None:
         """Write the events as a JSON array, the input of ``byok-tasks triage``."""

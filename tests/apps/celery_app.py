@@ -62,6 +62,12 @@ def create_app(
     return app
 
 
+# Retries wait a second: with no wait, the next attempt can finish before the attempt that
+# retried records RETRY, and that late RETRY then replaces the final state in the result
+# backend (Celery reads, then writes), so the result never becomes ready.
+RETRY_WAIT = 1
+
+
 def _register_tasks(app: Celery, backend_url: str) -> None:
     @app.task(shared=False, name="whoami")
     def whoami() -> list[Any] | None:
@@ -74,7 +80,7 @@ def _register_tasks(app: Celery, backend_url: str) -> None:
     @app.task(shared=False, name="retry_then_whoami", bind=True, max_retries=3)
     def retry_then_whoami(self: Any) -> list[Any]:
         if self.request.retries < 2:
-            raise self.retry(countdown=0)
+            raise self.retry(countdown=RETRY_WAIT)
         return [seen(), self.request.retries]
 
     @app.task(
@@ -82,7 +88,7 @@ def _register_tasks(app: Celery, backend_url: str) -> None:
         name="autoretry_then_whoami",
         bind=True,
         autoretry_for=(ConnectionError,),
-        retry_kwargs={"countdown": 0, "max_retries": 3},
+        retry_kwargs={"countdown": RETRY_WAIT, "max_retries": 3},
     )
     def autoretry_then_whoami(self: Any) -> list[Any]:
         if self.request.retries < 2:
@@ -132,7 +138,7 @@ def _register_tasks(app: Celery, backend_url: str) -> None:
         name="llm.summarize_with_retries",
         bind=True,
         autoretry_for=(openai.APIError,),
-        retry_kwargs={"countdown": 0, "max_retries": 2},
+        retry_kwargs={"countdown": RETRY_WAIT, "max_retries": 2},
     )
     def summarize_with_retries(self: Any, failing_attempts: int) -> str:
         scenario: Scenario = "invalid" if self.request.retries < failing_attempts else "ok"
