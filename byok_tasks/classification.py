@@ -308,9 +308,12 @@ def _minimal_failure(exc: BaseException, provider: str | None) -> LLMFailure | N
         named = (annotations.provider if annotations else None) or provider
         if annotations is None and named is None:
             return None
+        context = annotations.context if annotations and annotations.context is not None else current_context()
+        name = named or "unknown"
         return LLMFailure(
-            source=(annotations.source if annotations else None) or "platform",
-            provider=named or "unknown",
+            # Whose key it was matters most to triage: it must survive a classifier bug too.
+            source=_source(annotations.source if annotations else None, context, name),
+            provider=name,
             reason="unknown",
             status=None,
             code=None,
@@ -319,7 +322,7 @@ def _minimal_failure(exc: BaseException, provider: str | None) -> LLMFailure | N
             model=annotations.model if annotations else None,
             feature=annotations.feature if annotations else None,
             operation=(annotations.operation if annotations else None) or "chat",
-            uid=None,
+            uid=context.uid if context is not None else None,
             error_type=type(exc).__qualname__,
             message="",
         )

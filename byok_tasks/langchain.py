@@ -31,8 +31,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.embeddings import Embeddings
 from langchain_core.outputs import LLMResult
 
-from .failure import CallAnnotations, annotate, llm_call
-from .report import report_llm_error
+from .failure import CallAnnotations, Source, annotate, llm_call
+from .report import mark_reported, report_llm_error
 
 __all__ = ["ByokCallbackHandler", "ByokEmbeddings"]
 
@@ -49,12 +49,14 @@ class ByokCallbackHandler(BaseCallbackHandler):
     One handler can serve every model and every concurrent run: what it learns at a run's
     start (the model, from LangChain's ``ls_model_name`` metadata) is dropped at the run's
     end, and at most :attr:`MAX_RUNS` unfinished runs are remembered. ``provider``, ``model``
-    and ``feature``, when given, win over what the run says.
+    and ``feature``, when given, win over what the run says; ``source`` says whose key the
+    model uses when the context cannot (a platform-key fallback for a BYOK provider).
 
     The failure is not reported here: it is reported once, where its fate is known (when
     it leaves the task, or by the application). ``report=True`` is for runs whose failures
-    are always handled, such as the primary model of ``with_fallbacks``: the handler then
-    calls :func:`byok_tasks.report_llm_error`, off the event loop when there is one.
+    LangChain may swallow or handle, as with every model of ``with_fallbacks``: the handler
+    then calls :func:`byok_tasks.report_llm_error`, off the event loop when there is one,
+    and the failure is not reported again if LangChain re-raises it when all models fail.
     """
 
     # Annotating is a few attribute writes: in async runs, LangChain would otherwise spend a
@@ -69,11 +71,13 @@ class ByokCallbackHandler(BaseCallbackHandler):
         *,
         model: str | None = None,
         feature: str | None = None,
+        source: Source | None = None,
         report: bool = False,
     ) -> None:
         self.provider = provider
         self.model = model
         self.feature = feature
+        self.source = source
         self.report = report
         self._runs: OrderedDict[UUID, _Run] = OrderedDict()
         self._lock = threading.Lock()
@@ -81,7 +85,7 @@ class ByokCallbackHandler(BaseCallbackHandler):
     def __repr__(self) -> str:
         return (
             f"ByokCallbackHandler(provider={self.provider!r}, model={self.model!r}, "
-            f"feature={self.feature!r}, report={self.report!r})"
+            f"feature={self.feature!r}, source={self.source!r}, report={self.report!r})"
         )
 
     def on_chat_model_start(
@@ -123,6 +127,7 @@ class ByokCallbackHandler(BaseCallbackHandler):
                 model=self.model or (run.model if run is not None else None),
                 feature=self.feature,
                 operation=run.operation if run is not None else None,
+                source=self.source,
             ),
         )
         if self.report:
@@ -137,6 +142,8 @@ class ByokCallbackHandler(BaseCallbackHandler):
 
 
 def _report(error: Exception) -> None:
+    # Now, not when the executor gets to it: the task may fail with this very error first.
+    mark_reported(error)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

@@ -8,6 +8,7 @@ module, like the rest of the core, imports no framework.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,11 +24,13 @@ __all__ = [
     "EventSink",
     "RunningTask",
     "StormControl",
+    "already_reported",
     "default_level",
     "enter_task",
     "exit_task",
     "failure_of",
     "flush_events",
+    "mark_reported",
     "report_llm_error",
     "running_task",
     "set_event_sink",
@@ -39,6 +42,9 @@ Level = Literal["warning", "error"]
 # What the user has to fix with their own key: telling them is the whole remedy.
 _USER_ACTION_REASONS = frozenset({"invalid_key", "permission", "quota"})
 _LOG_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
+_REPORTED_ATTRIBUTE = "__byok_reported__"
+# Wrappers of wrappers are rare; a cycle of causes must still end.
+_MAX_CAUSES = 16
 
 
 def default_level(failure: LLMFailure) -> Level:
@@ -156,6 +162,7 @@ def report_llm_error(
         failure = failure_of(exc)
         if failure is None:
             return None
+        mark_reported(exc)
         log_failure(failure)
         if _sink is not None:
             _sink.capture_handled(exc)
@@ -165,6 +172,30 @@ def report_llm_error(
         return None
 
 
+def mark_reported(exc: BaseException) -> None:
+    """Note that ``exc`` has its log record and event: raised again, it gets no second one."""
+    # An exception type without a __dict__ cannot take the mark: it may be reported twice.
+    with contextlib.suppress(Exception):
+        exc.__dict__[_REPORTED_ATTRIBUTE] = True
+
+
+def already_reported(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was explicitly raised from, was reported."""
+    link: BaseException | None = exc
+    try:
+        for _ in range(_MAX_CAUSES):
+            if link is None:
+                return False
+            if getattr(link, "__dict__", {}).get(_REPORTED_ATTRIBUTE) is True:
+                return True
+            # Only __cause__: an exception raised while handling a reported one (a fallback
+            # that failed too) is a failure of its own.
+            link = link.__cause__
+    except Exception:  # a hostile exception: better a second report than none
+        pass
+    return False
+
+
 def task_failed(exc: BaseException, framework: str, *, expected: bool = False) -> None:
     """A task failed for good (no retry follows). An LLM failure is logged and, unless the
     task declared it ``expected``, captured (when the framework's own integration will not)."""
@@ -172,6 +203,12 @@ def task_failed(exc: BaseException, framework: str, *, expected: bool = False) -
         failure = failure_of(exc)
         task = _task.get()
         if failure is None:
+            return
+        if already_reported(exc):
+            # The application reported it and raised it again (so does LangChain's
+            # with_fallbacks when every model fails): it has its record and its event.
+            if task is not None:
+                task.failure_reported = True
             return
         log_failure(failure)
         reported = expected or (_sink is not None and _sink.capture_task_failure(exc, framework))

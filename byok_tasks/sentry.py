@@ -52,6 +52,8 @@ _CALL_LEVEL_MECHANISMS = frozenset(
         "pydantic_ai",
     }
 )
+# Top-level logger names of the task frameworks whose log line about a failure repeats it.
+_TASK_FRAMEWORKS = frozenset({"celery", "rq"})
 # Containers deeper than this are cut, as Sentry's own serializer would cut them.
 _MAX_DEPTH = 12
 
@@ -107,13 +109,17 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
         return event
     _scrub_after_serialization(sentry_sdk.get_client().options)
     task = report.running_task()
-    if task is not None and task.failure_reported and (hint or {}).get("log_record") is not None:
+    record = (hint or {}).get("log_record")
+    if task is not None and task.failure_reported and _from_a_framework(record):
         # We sent this task's failure; the framework's log line about it is the same failure.
         return None
     exc_info = (hint or {}).get("exc_info")
-    failure = report.failure_of(exc_info[1]) if exc_info and exc_info[1] is not None else None
-    if failure is None:
+    exc = exc_info[1] if exc_info else None
+    if exc is None or (failure := report.failure_of(exc)) is None:
         return event
+    if report.already_reported(exc) and not _reported_by_the_application(event):
+        # Its event was sent when the application reported it; this is it raised again.
+        return None
     suppressed = None if _mechanism(event) in _CALL_LEVEL_MECHANISMS else integration.storm.admit(failure)
     if suppressed is None:
         # Dedupe remembers the last exception it let through; forgetting it lets the same
@@ -124,11 +130,25 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     return event
 
 
+def _from_a_framework(record: Any) -> bool:
+    # Only the task framework's own lines: what the application logs is its own news.
+    name = getattr(record, "name", None)
+    return isinstance(name, str) and name.partition(".")[0] in _TASK_FRAMEWORKS
+
+
 def _mechanism(event: Event) -> str | None:
     try:
         return str(event["exception"]["values"][-1]["mechanism"]["type"])
     except (KeyError, IndexError, TypeError):
         return None
+
+
+def _reported_by_the_application(event: Event) -> bool:
+    try:
+        mechanism = event["exception"]["values"][-1]["mechanism"]
+        return bool(mechanism["type"] == "byok" and mechanism["handled"])
+    except (KeyError, IndexError, TypeError):
+        return False
 
 
 def _enrich(event: Event, failure: LLMFailure, suppressed: int, integration: ByokIntegration) -> None:

@@ -8,7 +8,7 @@ from time import time
 import httpx
 import pytest
 
-from byok_tasks import classify, llm_call
+from byok_tasks import byok_context, classification, classify, llm_call
 from byok_tasks.testing.provider_server import ProviderServer, json_reply
 from tests.support.clients import chat, gemini_generate, openai_client, openai_client_for_host, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
@@ -151,3 +151,20 @@ def test_message_is_bounded() -> None:
 
     failure = classify(raised_by(call))
     assert failure is not None and len(failure.message) <= 501
+
+
+def test_a_classifier_bug_still_says_whose_key_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection: no real input is known to break the classifier, so a bug is simulated.
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in the classifier")
+
+    monkeypatch.setattr(classification, "_read_safely", broken)
+    with (
+        byok_context("user-1", ["openai"]),
+        pytest.raises(httpx.ConnectError) as raised,
+        llm_call("openai", model="gpt-4o-mini"),
+    ):
+        raise httpx.ConnectError("refused")
+    failure = classify(raised.value)
+    assert failure is not None
+    assert (failure.source, failure.provider, failure.reason, failure.uid) == ("byok", "openai", "unknown", "user-1")

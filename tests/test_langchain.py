@@ -189,6 +189,46 @@ def test_failed_task_gives_one_sentry_event_tagged_with_model_and_feature(
     pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240).assert_outcomes(passed=1)
 
 
+FALLBACK_TEST = """
+import byok_tasks.celery
+from celery import Celery
+from langchain_openai import ChatOpenAI
+
+from byok_tasks import byok_context, current_key
+from byok_tasks.langchain import ByokCallbackHandler
+from byok_tasks.testing.sandbox import sandbox_key
+
+
+def test_each_failure_once(sentry_events, llm_failure_records):
+    app = Celery("langchain-fallbacks", broker="memory://", backend="cache+memory://", set_as_current=False)
+    byok_tasks.celery.install(app)
+
+    @app.task(shared=False, name="reports.summarise")
+    def summarise():
+        users = ChatOpenAI(model="gpt-4o-mini", base_url=SANDBOX + "/v1", api_key=current_key("openai"),
+                           max_retries=0, callbacks=[ByokCallbackHandler(report=True)])
+        platforms = ChatOpenAI(model="gpt-4o", base_url=SANDBOX + "/v1", api_key=sandbox_key("openai", "invalid"),
+                               max_retries=0, callbacks=[ByokCallbackHandler(source="platform", report=True)])
+        return users.with_fallbacks([platforms]).invoke("Summarise: the quarterly numbers are in.").content
+
+    with byok_context("alice", keys={"openai": sandbox_key("openai", "nocredit")}):
+        assert app.tasks["reports.summarise"].apply().failed()
+    expected = [("byok", "quota", "gpt-4o-mini"), ("platform", "invalid_key", "gpt-4o")]
+    tagged = [(e["tags"]["llm.source"], e["tags"]["llm.reason"], e["tags"]["llm.model"]) for e in sentry_events.all()]
+    assert sorted(tagged) == expected
+    assert sorted((r.source, r.reason, r.model) for r in llm_failure_records) == expected
+"""
+
+
+def test_with_fallbacks_that_all_fail_reports_each_failure_once(
+    pytester: pytest.Pytester, provider_sandbox: ProviderSandbox
+) -> None:
+    # LangChain re-raises the first model's failure, already reported by its handler: the
+    # task's failure is that one, not a third. In a process of its own, as above.
+    pytester.makepyfile(test_langchain_fallbacks=f"SANDBOX = {provider_sandbox.url!r}\n" + FALLBACK_TEST)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240).assert_outcomes(passed=1)
+
+
 def test_failure_that_propagates_is_left_to_be_reported_where_it_ends(
     provider_sandbox: ProviderSandbox, llm_failure_records: FailureRecords
 ) -> None:

@@ -106,6 +106,19 @@ def test_failure_that_exhausts_its_retries_sends_one_event(worker: Any, sentry_c
     assert tags(event)["llm.reason"] == "invalid_key"
 
 
+def test_what_the_application_logs_after_the_failure_is_still_an_event(
+    worker: Any, sentry_collector: SentryCollector
+) -> None:
+    uid = new_uid()
+    with byok_context(uid, ["openai"]):
+        task_id = worker.app.send_task("llm.summarize_then_clean_up").id
+    [failure] = events_where(sentry_collector, uid=uid, expect=1)
+    line = f"cleanup after task {task_id} did not finish"
+    events = sentry_collector.wait_until(lambda events: any(line in json.dumps(e) for e in events), TIMEOUT)
+    assert [e["logentry"]["formatted"] for e in events if line in json.dumps(e)] == [line]
+    assert tags(failure)["llm.reason"] == "invalid_key"
+
+
 @pytest.mark.parametrize("task", ["llm.expected_failure", "llm.ignored", "llm.rejected"])
 def test_expected_ignored_and_rejected_failures_send_nothing(
     worker: Any, sentry_collector: SentryCollector, task: str
@@ -121,6 +134,18 @@ def test_failure_the_app_handles_and_reports_sends_one_event(worker: Any, sentry
     [event] = events_where(sentry_collector, uid=uid, expect=1)
     assert tags(event)["llm.feature"] == "summary_with_fallback"
     assert event["exception"]["values"][-1]["mechanism"]["handled"] is True
+
+
+def test_failure_the_app_reports_and_raises_again_sends_one_event(
+    worker: Any, sentry_collector: SentryCollector
+) -> None:
+    uid = new_uid()
+    assert isinstance(run(worker, "llm.reported_then_raised", uid=uid, providers=["openai"]), Exception)
+    [event] = events_where(sentry_collector, uid=uid, expect=1)
+    assert tags(event)["llm.feature"] == "summary"
+    assert event["exception"]["values"][-1]["mechanism"]["handled"] is True
+    # Storm control would hide a second event of this user's; the log shows there was none.
+    assert worker.log().count(f"uid='{uid}'") == 1
 
 
 def test_no_key_material_reaches_sentry(worker: Any, sentry_collector: SentryCollector) -> None:

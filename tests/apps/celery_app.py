@@ -6,6 +6,7 @@ process builds the same app with create_app() to publish to them.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -145,6 +146,16 @@ def _register_tasks(app: Celery, backend_url: str) -> None:
         with llm_call("openai", model="gpt-4o-mini"):
             return call_openai(scenario)
 
+    class CleansUp(app.Task):  # type: ignore[name-defined,misc]
+        # Celery calls after_return once the failure is reported and logged.
+        def after_return(self, status: str, retval: Any, task_id: str, *args: Any) -> None:
+            logging.getLogger("tests.cleanup").error("cleanup after task %s did not finish", task_id)
+
+    @app.task(shared=False, name="llm.summarize_then_clean_up", base=CleansUp)
+    def summarize_then_clean_up() -> str:
+        with llm_call("openai", model="gpt-4o-mini"):
+            return call_openai("invalid")
+
     @app.task(shared=False, name="llm.expected_failure", throws=(openai.AuthenticationError,))
     def expected_failure() -> str:
         return call_openai("invalid")
@@ -170,6 +181,14 @@ def _register_tasks(app: Celery, backend_url: str) -> None:
         except openai.APIError as exc:
             report_llm_error(exc, provider="openai", feature="summary_with_fallback")
             return "fallback"
+
+    @app.task(shared=False, name="llm.reported_then_raised")
+    def reported_then_raised() -> str:
+        try:
+            return call_openai("invalid")
+        except openai.APIError as exc:
+            report_llm_error(exc, provider="openai", feature="summary")
+            raise
 
     @app.task(shared=False, name="llm.key_in_a_local")
     def key_in_a_local() -> str:
