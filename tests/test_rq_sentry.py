@@ -119,6 +119,20 @@ def test_failure_of_every_retry_sends_one_event(
     assert event["tags"]["llm.feature"] == "tests.apps.rq_jobs.summarize_after_failures"
 
 
+def test_failure_the_job_reports_and_raises_again_sends_one_event(
+    worker: RqWorker, provider_sandbox: ProviderSandbox, sentry_collector: SentryCollector
+) -> None:
+    uid, since = f"rq-sentry-{uuid.uuid4().hex[:8]}", time.time()
+    with byok_context(uid, keys={"openai": sandbox_key("openai", "invalid")}):
+        job = worker.queue.enqueue(rq_jobs.summarize_reported_then_raised, provider_sandbox.url + "/v1")
+    assert finished(job).get_status() == JobStatus.FAILED
+    [event] = events_of(worker, sentry_collector, since)
+    assert (event["tags"]["byok.uid"], event["tags"]["llm.feature"]) == (uid, "summary")
+    assert event["exception"]["values"][-1]["mechanism"]["handled"] is True
+    # Storm control would hide a second event of this user's; the log shows there was none.
+    assert worker.log().count(f"uid='{uid}'") == 1
+
+
 def test_platform_key_failure_sends_one_error_event(
     worker: RqWorker, provider_sandbox: ProviderSandbox, sentry_collector: SentryCollector
 ) -> None:

@@ -15,7 +15,7 @@ from redis import Redis
 from rq import Queue, get_current_job
 from rq.job import Job
 
-from byok_tasks import current_context, current_key
+from byok_tasks import current_context, current_key, report_llm_error
 from byok_tasks.rq import byok_required
 
 
@@ -89,6 +89,15 @@ def summarize(base_url: str) -> str:
     client = openai.OpenAI(api_key=current_key("openai") or PLATFORM_OPENAI_KEY, base_url=base_url, max_retries=0)
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "summarize"}])
     return reply.choices[0].message.content or ""
+
+
+def summarize_reported_then_raised(base_url: str) -> str:
+    """Reports the failure itself (say, to tell the user), then lets the job fail with it."""
+    try:
+        return summarize(base_url)
+    except openai.APIError as exc:
+        report_llm_error(exc, feature="summary")
+        raise
 
 
 def summarize_after_failures(base_url: str, marker: str, failures: int) -> str:
