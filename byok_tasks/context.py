@@ -16,6 +16,8 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .redaction import redact
+
 if TYPE_CHECKING:
     from .keys import Keyring
 
@@ -113,7 +115,8 @@ def _warn_about_unknown(providers: frozenset[str]) -> None:
     for name in sorted(providers - known - _known_or_warned):
         logger.warning(
             "BYOK provider %r is not one byok-tasks knows (%s): failures of its calls will not count as the user's",
-            name,
+            # A lowercase key passes for a provider name; given in its place, it must not be logged.
+            redact(name),
             ", ".join(sorted(known)),
         )
     _known_or_warned.update(known, providers)
@@ -156,7 +159,6 @@ def byok_context(
     """
     if isinstance(providers, (str, bytes)):
         raise TypeError("providers must be a collection of provider names, not a single string")
-    _warn_about_unknown(frozenset(providers).union(keys or ()))
     keyring = None
     if keys:
         from .keys import Keyring
@@ -164,6 +166,7 @@ def byok_context(
         keyring = Keyring(keys)
     # ByokContext validates the providers (those given, and those with a key) once, here.
     context = ByokContext(uid, frozenset(providers).union(keys or ()), keyring)
+    _warn_about_unknown(context.providers)
     token = _current.set(context)
     try:
         yield context

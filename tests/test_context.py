@@ -94,6 +94,19 @@ def test_a_provider_name_byok_tasks_does_not_know_is_warned_about_once(caplog: p
     assert "azure_openai" in warnings[0].getMessage()  # the names it could have meant
 
 
+def test_providers_given_as_a_generator_all_count() -> None:
+    with byok_context("alice", (name for name in ["openai", "anthropic"])) as context:
+        assert context.providers == {"openai", "anthropic"}
+
+
+def test_a_key_given_as_a_provider_name_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    key = "sk-live-" + "0123456789abcdef"  # lowercase and short enough to pass for a name
+    with caplog.at_level("WARNING", logger="byok_tasks.context"), byok_context("alice", [key]):
+        pass
+    assert caplog.records
+    assert all(key not in record.getMessage() for record in caplog.records)
+
+
 def test_llm_call_refuses_a_provider_name_that_is_not_one() -> None:
     from byok_tasks import llm_call
 
