@@ -312,6 +312,7 @@ def current_key(provider: str) -> str | None:
     if key is None and _resolver is not None:
         key = _resolver.get(context.uid, provider)
         if isinstance(key, str):
+            # On every answer, cached ones too: a key in use stays among the fingerprints kept.
             remember_key(key)
     if key is None:
         keys = "the context's keys do not include it" if context.keyring is not None else "the context carries no keys"

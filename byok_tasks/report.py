@@ -86,9 +86,9 @@ class RunningTask:
     """The task (Celery) or job (RQ) running here, as the reporting side needs to know it."""
 
     name: str
-    # Set once the task's LLM failure is dealt with (our sink sent it, the task declared
-    # it expected, or the framework will retry it): the framework then logs that same
-    # failure, and the log record must not become an event of its own.
+    # Set once the task's LLM failure is dealt with (our sink sent it, the application
+    # reported it, the task declared it expected, or the framework will retry it): the
+    # framework then logs that same failure, and its log record must not become an event.
     failure_reported: bool = False
 
 

@@ -117,10 +117,11 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     exc = exc_info[1] if exc_info else None
     if exc is None or (failure := report.failure_of(exc)) is None:
         return event
-    if report.already_reported(exc) and not _reported_by_the_application(event):
+    mechanism = _mechanism(event)
+    if report.already_reported(exc) and (mechanism.get("type"), mechanism.get("handled")) != ("byok", True):
         # Its event was sent when the application reported it; this is it raised again.
         return None
-    suppressed = None if _mechanism(event) in _CALL_LEVEL_MECHANISMS else integration.storm.admit(failure)
+    suppressed = None if mechanism.get("type") in _CALL_LEVEL_MECHANISMS else integration.storm.admit(failure)
     if suppressed is None:
         # Dedupe remembers the last exception it let through; forgetting it lets the same
         # exception through when it reaches the integration that reports its real fate.
@@ -136,19 +137,13 @@ def _from_a_framework(record: Any) -> bool:
     return isinstance(name, str) and name.partition(".")[0] in _TASK_FRAMEWORKS
 
 
-def _mechanism(event: Event) -> str | None:
-    try:
-        return str(event["exception"]["values"][-1]["mechanism"]["type"])
-    except (KeyError, IndexError, TypeError):
-        return None
-
-
-def _reported_by_the_application(event: Event) -> bool:
+def _mechanism(event: Event) -> dict[str, Any]:
+    """How the event's exception was captured: its integration (``type``) and ``handled``."""
     try:
         mechanism = event["exception"]["values"][-1]["mechanism"]
-        return bool(mechanism["type"] == "byok" and mechanism["handled"])
     except (KeyError, IndexError, TypeError):
-        return False
+        return {}
+    return mechanism if isinstance(mechanism, dict) else {}
 
 
 def _enrich(event: Event, failure: LLMFailure, suppressed: int, integration: ByokIntegration) -> None:
