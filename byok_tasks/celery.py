@@ -1,17 +1,24 @@
 """Celery: the BYOK context travels in a task header and is restored around the task.
 
-Signal handlers do the work:
+:func:`install` reads and changes nothing of the app's configuration, connections or
+lazily built parts (``app.conf``, ``app.amqp``, the task registry), so it may be called
+anywhere: before or after ``config_from_object``, before or after the tasks are defined.
+What it hooks, each through the narrowest seam Celery offers:
 
-- ``before_task_publish`` writes the header. It runs wherever a task is sent, inside a
-  running task too, so retries, chain steps, chord callbacks and tasks sent from tasks
-  inherit the context the worker restored for their parent.
-- ``task_prerun`` restores the context (and the task's name, for reports); ``task_postrun``
-  resets both with their tokens.
-- ``task_failure`` reports a task's final LLM failure.
+- Public signals do most of the work. ``before_task_publish`` writes the header; it runs
+  wherever a task is sent, inside a running task too, so retries, chain steps, chord
+  callbacks and tasks sent from tasks inherit the context the worker restored for their
+  parent. ``task_prerun`` restores the context (and the task's name, for reports);
+  ``task_postrun`` resets both with their tokens. ``task_failure`` reports a task's final
+  LLM failure. ``worker_ready`` logs the worker's settings once.
+- ``app.send_task`` (this app only), through which every publish of the app goes: sealing
+  keys can refuse a task, and Celery logs and swallows what signal handlers raise.
+- Celery's tracer builder, where Celery decides which callable runs a task: a
+  ``byok_required`` task's ``run`` is wrapped there so that it refuses to run without a
+  context. No signal can refuse a task, and a task made any way at all (decorator,
+  class, late registration, eager ``apply``) gets its tracer built there before it runs.
 
-Two wrappers do what a signal cannot, because Celery logs and swallows what signal
-handlers raise: around ``send_task_message``, sealing keys can refuse a task; around the
-``run`` of a ``byok_required`` task, the task refuses to run without a context.
+Each patch carries the marker attribute ``_byok_patched`` so that it is applied once.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from contextvars import ContextVar
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -28,6 +36,7 @@ from celery import Celery, Task, signals
 from . import keys, report
 from .context import attach, current_context, detach, refusal
 from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
+from .startup import settings_line
 
 __all__ = ["install"]
 
@@ -38,6 +47,11 @@ _codec: HeaderCodec | None = None
 # ContextVar changes, and why a header was refused (for the byok_required error).
 _TOKENS = "_byok_tokens"
 _PROBLEM = "_byok_problem"
+_MARKER = "_byok_patched"
+# Set while a publish goes through an app that install() was called on: the publish
+# signal is process-wide, and a context sent through another app deserves a warning.
+_through_installed_app: ContextVar[bool] = ContextVar("byok_through_installed_app", default=False)
+_warned_uninstalled: set[str] = set()
 
 
 def install(
@@ -48,74 +62,127 @@ def install(
     max_age: float = DEFAULT_MAX_AGE,
     key_store: keys.SealedKeyStore | None = None,
     resolver: keys.Resolver | None = None,
+    resolver_ttl: float | None = None,
+    resolver_cache_size: int | None = None,
 ) -> None:
-    """Carry the BYOK context through ``app``'s tasks. Call it where the app is created, in
-    the web process and the worker alike.
+    """Carry the BYOK context through ``app``'s tasks, in the web process and the worker alike.
 
-    ``secret`` (else ``BYOK_TASKS_SECRET``) signs headers with HMAC-SHA256; with
-    ``require_signature`` the worker ignores unsigned ones, and it ignores any header
-    older than ``max_age`` seconds (plus the task's ETA). ``key_store`` and ``resolver``
-    say how users' keys reach :func:`byok_tasks.current_key` in the worker. Calling it
-    again with the same settings changes nothing; other header settings are an error.
+    Call it anywhere: it reads nothing of the app's configuration. ``secret`` (else
+    ``BYOK_TASKS_SECRET``) signs headers with HMAC-SHA256; with ``require_signature`` the
+    worker ignores unsigned ones, and it ignores any header older than ``max_age`` seconds
+    (plus the task's ETA). ``key_store`` and ``resolver`` (cached ``resolver_ttl`` seconds,
+    default 60, for at most ``resolver_cache_size`` pairs, default 1,024) say how users'
+    keys reach :func:`byok_tasks.current_key` in the worker. Calling it again, for this
+    app or another, with the same settings changes nothing; other settings are an error.
     """
     global _codec
     codec = HeaderCodec.configure(secret, require_signature=require_signature, max_age=max_age)
     if _codec is not None and codec != _codec:
         raise ValueError("byok_tasks.celery.install() was already called in this process with other settings")
-    keys.configure(store=key_store, resolver=resolver)
+    keys.configure(
+        store=key_store, resolver=resolver, resolver_ttl=resolver_ttl, resolver_cache_size=resolver_cache_size
+    )
     if _codec is None:
         _codec = codec
-        signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="byok_tasks.publish")
-        signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="byok_tasks.prerun")
-        signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="byok_tasks.postrun")
-        signals.task_failure.connect(_on_failure, weak=False, dispatch_uid="byok_tasks.failure")
-        signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="byok_tasks.worker_init")
-    # Celery builds a task's tracer around task.run (at worker start, or at each eager
-    # apply), so the byok_required guard goes on as each task is made: those made from now
-    # on through the app's task factory, those already made right here. Class-based tasks
-    # registered by hand are guarded when a worker starts.
-    if not getattr(app._task_from_fun, "_byok_guards", False):
-        app._task_from_fun = _guarding_new_tasks(app._task_from_fun)
-    for task in list(app._tasks.values()):
+        _connect_signals()
+        _patch_tracer_builder()
+    _patch_send_task(app)
+
+
+def _connect_signals() -> None:
+    signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="byok_tasks.publish")
+    signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="byok_tasks.prerun")
+    signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="byok_tasks.postrun")
+    signals.task_failure.connect(_on_failure, weak=False, dispatch_uid="byok_tasks.failure")
+    signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="byok_tasks.worker_init")
+    signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="byok_tasks.worker_ready")
+
+
+def _patch_send_task(app: Celery) -> None:
+    # An instance attribute: this app only, and nothing of it is built or read now.
+    if getattr(app.send_task, _MARKER, False):
+        return
+    send = app.send_task
+
+    @functools.wraps(send)
+    def send_task(name: str, *args: Any, **kwargs: Any) -> Any:
+        context = current_context()
+        if context is None:
+            return send(name, *args, **kwargs)
+        if context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
+            # Here, not in the publish signal: a refusal must reach the code that sent the task.
+            context.keyring.seal(
+                context.uid, keys.key_store(), delay=_delay(kwargs.get("countdown"), kwargs.get("eta"))
+            )
+        token = _through_installed_app.set(True)
+        try:
+            return send(name, *args, **kwargs)
+        finally:
+            _through_installed_app.reset(token)
+
+    setattr(send_task, _MARKER, True)
+    app.send_task = send_task
+
+
+def _patch_tracer_builder() -> None:
+    # Celery's tracer holds the callable that runs a task, read once when the tracer is
+    # built: at worker start, in each prefork child, lazily on a task's first run, and at
+    # every eager apply. Wrapping run there reaches every task, however it was made.
+    import celery.app.trace as trace
+
+    if not getattr(trace.build_tracer, _MARKER, False):
+        trace.build_tracer = _guarding(trace.build_tracer)
+
+
+def _guarding(build_tracer: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(build_tracer)
+    def build_guarded_tracer(name: str, task: Task, *args: Any, **kwargs: Any) -> Any:
         _guard(task)
-    if not getattr(app.amqp.send_task_message, "_byok_seals", False):
-        app.amqp.send_task_message = _sealing_keys(app.amqp.send_task_message)
+        return build_tracer(name, task, *args, **kwargs)
+
+    setattr(build_guarded_tracer, _MARKER, True)
+    return build_guarded_tracer
 
 
-def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
+def _on_publish(headers: dict[str, Any] | None = None, sender: str | None = None, **_: Any) -> None:
     if headers is None or HEADER in headers:
         return  # a header passed explicitly (or kept by a retry) is the caller's choice
     context = current_context()
-    if context is not None and _codec is not None:
-        headers[HEADER] = _codec.encode(context, delay=_delay(headers.get("eta")))
+    if context is None or _codec is None:
+        return
+    if not _through_installed_app.get():
+        _warn_uninstalled_app(str(sender))
+    headers[HEADER] = _codec.encode(context, delay=_delay(None, headers.get("eta")))
 
 
-def _sealing_keys(send: Callable[..., Any]) -> Callable[..., Any]:
-    # Sealing stores keys in Redis and can refuse a task, so it cannot live in the publish
-    # signal handler: Celery logs and swallows what signal handlers raise. Here, right
-    # before the signal, an error reaches the code that called apply_async.
-    @functools.wraps(send)
-    def send_task_message(producer: Any, name: str, message: Any, *args: Any, **kwargs: Any) -> Any:
-        context = current_context()
-        if context is not None and context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
-            context.keyring.seal(context.uid, keys.key_store(), delay=_delay(message.headers.get("eta")))
-        return send(producer, name, message, *args, **kwargs)
+def _warn_uninstalled_app(task_name: str) -> None:
+    # Its keys were not sealed (a sealed-keys task then fails in the worker, never on the
+    # platform's key); the header is still written, since this signal is the process's.
+    if task_name in _warned_uninstalled:
+        return
+    _warned_uninstalled.add(task_name)
+    logger.warning(
+        "task %s was sent under a BYOK context through a Celery app that byok_tasks.celery.install() was not "
+        "called on: call install() on every app that sends tasks, or keys given to byok_context() do not reach "
+        "the worker",
+        task_name,
+    )
 
-    send_task_message._byok_seals = True  # type: ignore[attr-defined]
-    return send_task_message
 
-
-def _delay(eta: object) -> float:
-    """Seconds until a task's ETA (Celery's ISO string), 0 when it has none."""
-    if not isinstance(eta, str):
+def _delay(countdown: object, eta: object) -> float:
+    """Seconds until a task starts, from ``countdown`` or its ETA (a datetime or Celery's ISO string)."""
+    if isinstance(countdown, (int, float)) and not isinstance(countdown, bool):
+        return max(0.0, float(countdown))
+    if isinstance(eta, str):
+        try:
+            eta = datetime.fromisoformat(eta)
+        except ValueError:
+            return 0.0
+    if not isinstance(eta, datetime):
         return 0.0
-    try:
-        when = datetime.fromisoformat(eta)
-    except ValueError:
-        return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    if eta.tzinfo is None:
+        eta = eta.replace(tzinfo=timezone.utc)
+    return max(0.0, (eta - datetime.now(timezone.utc)) / timedelta(seconds=1))
 
 
 def _on_prerun(task: Task, task_id: str, **_: Any) -> None:
@@ -168,26 +235,22 @@ def _find_header(request: Any) -> object | None:
     return value
 
 
-def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    app = getattr(sender, "app", None)
-    if app is not None:
-        for task in list(app.tasks.values()):
-            _guard(task)
+def _on_worker_init(**_: Any) -> None:
+    # The worker's consumer imports the tracer builder by name; imported after install()
+    # it already has ours, imported before (a test harness that starts workers) it has not.
+    consumer: Any = sys.modules.get("celery.worker.consumer.consumer")
+    if consumer is not None and not getattr(consumer.build_tracer, _MARKER, False):
+        consumer.build_tracer = _guarding(consumer.build_tracer)
 
 
-def _guarding_new_tasks(task_from_fun: Callable[..., Task]) -> Callable[..., Task]:
-    @functools.wraps(task_from_fun)
-    def task_from_fun_guarded(*args: Any, **kwargs: Any) -> Task:
-        task = task_from_fun(*args, **kwargs)
-        _guard(task)
-        return task
-
-    task_from_fun_guarded._byok_guards = True  # type: ignore[attr-defined]
-    return task_from_fun_guarded
+def _on_worker_ready(**_: Any) -> None:
+    # Not at worker_init: Celery sets up the worker's logging after it.
+    if _codec is not None:
+        logger.info("%s", settings_line(_codec))
 
 
 def _guard(task: Task) -> None:
-    if getattr(task, "byok_required", False) and not getattr(task.run, "_byok_guard", False):
+    if getattr(task, "byok_required", False) and not getattr(task.run, _MARKER, False):
         task.run = _guarded_run(task)
 
 
@@ -203,5 +266,5 @@ def _guarded_run(task: Task) -> Any:
             raise error
         return inner(*args, **kwargs)
 
-    run._byok_guard = True  # type: ignore[attr-defined]
+    setattr(run, _MARKER, True)
     return run

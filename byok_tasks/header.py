@@ -28,6 +28,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import math
 import os
 import time
@@ -39,6 +40,8 @@ from .context import ByokContext
 from .keys import Keyring, is_reference
 
 __all__ = ["HEADER", "SECRET_ENV", "HeaderCodec", "HeaderError", "why_refused"]
+
+logger = logging.getLogger(__name__)
 
 HEADER = "byok"
 SECRET_ENV = "BYOK_TASKS_SECRET"
@@ -173,6 +176,8 @@ class HeaderCodec:
                 raise HeaderError("header signature does not match: tampered, or signed with another secret")
         elif self.require_signature:
             raise HeaderError("header is unsigned and this worker requires signed headers")
+        elif len(parts) == 3:
+            _warn_unverified()
         verified = _parse_payload(parts[1])
         if len(self._verified) >= _VERIFIED_CACHE_SIZE:
             self._verified.clear()
@@ -200,6 +205,19 @@ class HeaderCodec:
         return _b64encode(mac.digest())
 
 
+def _warn_unverified() -> None:
+    # Signed by a publisher that has the secret, accepted unchecked by a worker that lost it:
+    # a deploy mistake that would otherwise go unnoticed until a header is forged.
+    global _warned_unverified
+    if not _warned_unverified:
+        _warned_unverified = True
+        logger.warning(
+            "a signed BYOK header arrived, but this process has no secret (BYOK_TASKS_SECRET) to check it with: "
+            "signatures are not verified; give workers the publishers' secret and require_signature=True"
+        )
+
+
+_warned_unverified = False
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
 _VERIFIED_CACHE_SIZE = 1024
 

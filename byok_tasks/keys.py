@@ -271,16 +271,22 @@ class _ResolverCache:
 
 _store: SealedKeyStore | None = None
 _resolver: _ResolverCache | None = None
+_RESOLVER_TTL, _RESOLVER_CACHE_SIZE = 60.0, 1024
 
 
 def configure(
     *,
     store: SealedKeyStore | None = None,
     resolver: Resolver | None = None,
-    resolver_ttl: float = 60.0,
-    resolver_cache_size: int = 1024,
+    resolver_ttl: float | None = None,
+    resolver_cache_size: int | None = None,
 ) -> None:
-    """Set, once at start, where keys come from; ``install(...)`` calls this with its arguments."""
+    """Set, once at start, where keys come from; ``install(...)`` calls this with its arguments.
+
+    Settings left out keep what an earlier call set; a setting an earlier call set
+    otherwise is an error, so that a second ``install()`` never quietly resets the first.
+    ``resolver_ttl`` (default 60 s) and ``resolver_cache_size`` (default 1,024) need a resolver.
+    """
     global _store, _resolver
     if store is not None and not isinstance(store, SealedKeyStore):
         raise TypeError(
@@ -288,10 +294,37 @@ def configure(
         )
     if resolver is not None and not callable(resolver):
         raise TypeError("resolver must be a function resolve(uid, provider) -> str | None")
+    if store is not None and _store is not None and store is not _store:
+        raise ValueError("a different key_store was already configured in this process")
+    cache = _resolver
+    if resolver is None and cache is None and (resolver_ttl is not None or resolver_cache_size is not None):
+        raise ValueError("resolver_ttl and resolver_cache_size configure a resolver: pass resolver= as well")
+    if cache is not None and (resolver is not None or resolver_ttl is not None or resolver_cache_size is not None):
+        wanted = (
+            cache.resolve if resolver is None else resolver,
+            cache.ttl if resolver_ttl is None else resolver_ttl,
+            cache.size if resolver_cache_size is None else resolver_cache_size,
+        )
+        if wanted != (cache.resolve, cache.ttl, cache.size):
+            raise ValueError("a resolver with other settings was already configured in this process")
     if store is not None:
         _store = store
-    if resolver is not None:
-        _resolver = _ResolverCache(resolver, resolver_ttl, resolver_cache_size)
+    if resolver is not None and cache is None:
+        _resolver = _ResolverCache(
+            resolver,
+            _RESOLVER_TTL if resolver_ttl is None else resolver_ttl,
+            _RESOLVER_CACHE_SIZE if resolver_cache_size is None else resolver_cache_size,
+        )
+
+
+def describe_sources() -> str:
+    """Where this process's keys come from, for the worker's start-up line; no secret in it."""
+    sources = []
+    if _store is not None:
+        sources.append(f"sealed handoff ({_store!r})")
+    if _resolver is not None:
+        sources.append(f"resolver (cached {_resolver.ttl:g} s, {_resolver.size} pairs)")
+    return " and ".join(sources) or "nowhere (current_key() raises ByokKeyUnavailable for a BYOK provider)"
 
 
 def key_store() -> SealedKeyStore | None:

@@ -26,6 +26,7 @@ __all__ = [
     "StormControl",
     "already_reported",
     "default_level",
+    "describe_sink",
     "enter_task",
     "exit_task",
     "failure_of",
@@ -64,6 +65,9 @@ class EventSink(Protocol):
         """An event for a task's final failure, unless the tracker's own integration for
         ``framework`` sends one; True when this sink sent it."""
 
+    def describe(self) -> str:
+        """One line for the worker's start-up log: where events go, and the storm budget."""
+
     def flush(self) -> None:
         """Send what is queued, within the tracker's own shutdown timeout: the process is about to vanish."""
 
@@ -74,6 +78,12 @@ _sink: EventSink | None = None
 def set_event_sink(sink: EventSink | None) -> None:
     global _sink
     _sink = sink
+
+
+def describe_sink() -> str:
+    if _sink is None:
+        return "no error tracker set up: failures are logged only"
+    return _sink.describe()
 
 
 def flush_events() -> None:

@@ -36,6 +36,7 @@ from rq.worker import BaseWorker, Worker
 from . import keys, report
 from .context import ByokContext, attach, current_context, detach, refusal
 from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
+from .startup import settings_line
 
 __all__ = ["byok_required", "install"]
 
@@ -60,13 +61,17 @@ def install(
     max_age: float = DEFAULT_MAX_AGE,
     key_store: keys.SealedKeyStore | None = None,
     resolver: keys.Resolver | None = None,
+    resolver_ttl: float | None = None,
+    resolver_cache_size: int | None = None,
 ) -> None:
     """Carry the BYOK context through RQ jobs; the arguments are those of :func:`byok_tasks.celery.install`."""
     global _codec
     codec = HeaderCodec.configure(secret, require_signature=require_signature, max_age=max_age)
     if _codec is not None and codec != _codec:
         raise ValueError("byok_tasks.rq.install() was already called in this process with other settings")
-    keys.configure(store=key_store, resolver=resolver)
+    keys.configure(
+        store=key_store, resolver=resolver, resolver_ttl=resolver_ttl, resolver_cache_size=resolver_cache_size
+    )
     if _codec is not None:
         return
     _codec = codec
@@ -79,6 +84,8 @@ def install(
     queue.schedule_job = _scheduling(queue.schedule_job)
     worker.perform_job = _restoring(worker.perform_job)
     worker.handle_exception = _reporting(worker.handle_exception)
+    # The work loop's first step, after RQ has set up its logging: the settings line is seen.
+    worker.bootstrap = _announcing(worker.bootstrap)
     spawn_worker: Any = getattr(rq.worker, "SpawnWorker", None)  # RQ 2.6 and later
     if spawn_worker is not None:
         spawn_worker.bootstrap = _refusing_to_start(spawn_worker.bootstrap)
@@ -187,19 +194,39 @@ def _refusing_to_start(bootstrap: Callable[..., Any]) -> Callable[..., Any]:
     return refuse_to_start
 
 
+def _announcing(bootstrap: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(bootstrap)
+    def bootstrap_and_announce(self: BaseWorker, *args: Any, **kwargs: Any) -> Any:
+        result = bootstrap(self, *args, **kwargs)
+        if _codec is not None:
+            logger.info("%s", settings_line(_codec))
+        return result
+
+    return bootstrap_and_announce
+
+
 def _reporting(handle_exception: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(handle_exception)
     def handle_and_report(self: BaseWorker, job: Job, *exc_info: Any, **kwargs: Any) -> Any:
         exc = exc_info[1] if len(exc_info) > 1 else None
         if exc is not None:
             # A job with retries left will run again: only its last failure is reported.
-            if job.retries_left and job.retries_left > 0:
+            if _will_run_again(job):
                 _will_be_retried(exc)
             else:
                 report.task_failed(exc, "rq")
         return handle_exception(self, job, *exc_info, **kwargs)
 
     return handle_and_report
+
+
+def _will_run_again(job: Job) -> bool:
+    # RQ's own test: retries_left may be anything on a job RQ never made, and deciding
+    # which failure to report must never raise where RQ itself would not.
+    try:
+        return bool(job.should_retry)
+    except Exception:
+        return False
 
 
 def _will_be_retried(exc: BaseException) -> None:

@@ -72,6 +72,15 @@ class ByokIntegration(Integration):
     Sentry's own). Storm control sends at most ``storm_budget`` events per
     ``storm_window`` seconds for each (user, provider, reason) in each process; platform
     failures too if ``storm_platform``.
+
+    Exactly one event per failure, at its fate: the events sentry-sdk's LLM integrations
+    (OpenAI, Anthropic, LangChain, ...) capture at the call itself, before anyone knows
+    whether a retry succeeds or the application handles the error, are dropped. So an LLM
+    error the application catches and does not re-raise reaches Sentry only through
+    :func:`byok_tasks.report_llm_error`. With ``call_events=True`` those call-level events
+    are kept instead, tagged like the others plus ``llm.captured_at:call``, marked handled
+    and grouped apart from the failure's own event (outside storm control, which counts
+    failures, not captures).
     """
 
     identifier = "byok"
@@ -84,8 +93,10 @@ class ByokIntegration(Integration):
         storm_budget: int = 1,
         storm_window: float = 600.0,
         storm_platform: bool = False,
+        call_events: bool = False,
     ) -> None:
         self.level = level
+        self.call_events = call_events
         self.fingerprint = fingerprint
         self.storm = report.StormControl(storm_budget, storm_window, platform=storm_platform)
 
@@ -121,10 +132,18 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     if report.already_reported(exc) and (mechanism.get("type"), mechanism.get("handled")) != ("byok", True):
         # Its event was sent when the application reported it; this is it raised again.
         return None
-    suppressed = None if mechanism.get("type") in _CALL_LEVEL_MECHANISMS else integration.storm.admit(failure)
+    if mechanism.get("type") in _CALL_LEVEL_MECHANISMS:
+        if not integration.call_events:
+            # Dedupe remembers the last exception it let through; forgetting it lets the same
+            # exception through when it reaches the integration that reports its real fate.
+            DedupeIntegration.reset_last_seen()
+            return None
+        _enrich(event, failure, 0, integration)
+        _mark_call_level(event, mechanism)
+        DedupeIntegration.reset_last_seen()  # the failure's own event is still to come
+        return event
+    suppressed = integration.storm.admit(failure)
     if suppressed is None:
-        # Dedupe remembers the last exception it let through; forgetting it lets the same
-        # exception through when it reaches the integration that reports its real fate.
         DedupeIntegration.reset_last_seen()
         return None
     _enrich(event, failure, suppressed, integration)
@@ -174,6 +193,13 @@ def _enrich(event: Event, failure: LLMFailure, suppressed: int, integration: Byo
     event["level"] = integration.level(failure)
     if integration.fingerprint is not None:
         event["fingerprint"] = integration.fingerprint(failure)
+
+
+def _mark_call_level(event: Event, mechanism: dict[str, Any]) -> None:
+    mechanism["handled"] = True
+    event.setdefault("tags", {})["llm.captured_at"] = "call"
+    if isinstance(event.get("fingerprint"), list):
+        event["fingerprint"] = [*event["fingerprint"], "call"]
 
 
 def redact_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +253,14 @@ def _scrubbing(inner: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], 
 
 
 class _SentrySink:
+    def describe(self) -> str:
+        integration = _integration()
+        if integration is None:
+            return "ByokIntegration not in sentry_sdk.init(): failures are logged only"
+        storm = integration.storm
+        scope = "all failures" if storm.platform else "BYOK failures"
+        return f"Sentry events; storm budget for {scope}: {storm.budget} per {storm.window:g} s per user and reason"
+
     def capture_handled(self, exc: BaseException) -> None:
         self._capture(exc, handled=True)
 

@@ -54,8 +54,12 @@ def start_worker(
     secret: str | None = SECRET,
     require_signature: bool = False,
     env: dict[str, str] | None = None,
+    queue_from_config: bool = False,
 ) -> Worker:
     """A worker for ``app_module``'s app on a fresh queue, with ``env`` added to its environment.
+
+    With ``queue_from_config`` the queue is not named on the command line: the worker
+    consumes the queues its app's configuration gives (``BYOK_TEST_QUEUE`` is set for that).
 
     ``Worker.app`` publishes to it; tasks that app does not define go by name (``send_task``).
     """
@@ -69,7 +73,8 @@ def start_worker(
     proc = spawn(
         [
             sys.executable, "-m", "celery", "-A", app_module, "worker",
-            "-P", pool, "-c", str(CONCURRENCY[pool]), "-Q", queue, "-n", f"{queue}@%h",
+            "-P", pool, "-c", str(CONCURRENCY[pool]), *([] if queue_from_config else ["-Q", queue]),
+            "-n", f"{queue}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
         ],
         full_env,

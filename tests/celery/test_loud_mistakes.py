@@ -1,0 +1,103 @@
+"""Mistakes that used to pass in silence are said once, when they happen."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+import byok_tasks.celery
+from byok_tasks import byok_context
+from byok_tasks import keys as byok_keys
+from byok_tasks.header import HeaderCodec
+from tests.support.celery_worker import SECRET
+
+
+@pytest.fixture
+def no_key_sources(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The process's key sources are set once at start; each test here starts from none.
+    monkeypatch.setattr(byok_keys, "_store", None)
+    monkeypatch.setattr(byok_keys, "_resolver", None)
+    yield
+
+
+def resolve(uid: str, provider: str) -> str | None:
+    return None
+
+
+def other_resolve(uid: str, provider: str) -> str | None:
+    return None
+
+
+def app_with(**settings: Any) -> Celery:
+    app = Celery(f"loud-{uuid.uuid4().hex[:6]}", broker="memory://", set_as_current=False)
+    byok_tasks.celery.install(app, secret=SECRET, **settings)
+    return app
+
+
+def test_install_takes_the_resolver_cache_settings(no_key_sources: None) -> None:
+    app_with(resolver=resolve, resolver_ttl=5, resolver_cache_size=10)
+    assert byok_keys.describe_sources() == "resolver (cached 5 s, 10 pairs)"
+
+
+def test_a_second_install_with_the_same_resolver_keeps_its_cache_settings(no_key_sources: None) -> None:
+    byok_keys.configure(resolver=resolve, resolver_ttl=5)
+    app_with(resolver=resolve)
+    assert byok_keys.describe_sources() == "resolver (cached 5 s, 1024 pairs)"
+
+
+def test_a_second_install_with_another_resolver_is_an_error(no_key_sources: None) -> None:
+    app_with(resolver=resolve)
+    with pytest.raises(ValueError, match="resolver with other settings"):
+        app_with(resolver=other_resolve)
+
+
+def test_a_second_install_with_another_cache_ttl_is_an_error(no_key_sources: None) -> None:
+    app_with(resolver=resolve)
+    with pytest.raises(ValueError, match="resolver with other settings"):
+        byok_keys.configure(resolver_ttl=1)
+
+
+def test_cache_settings_without_any_resolver_are_an_error(no_key_sources: None) -> None:
+    with pytest.raises(ValueError, match="pass resolver="):
+        byok_keys.configure(resolver_ttl=1)
+
+
+def test_a_worker_without_a_secret_warns_once_about_signed_headers(caplog: pytest.LogCaptureFixture) -> None:
+    header = HeaderCodec.configure(SECRET).encode(byok_context("alice", ["openai"]).__enter__())
+    secretless = HeaderCodec.configure(None)
+    with caplog.at_level(logging.WARNING, logger="byok_tasks.header"):
+        secretless.decode(header)
+        HeaderCodec.configure(None).decode(header)
+    [record] = [r for r in caplog.records if r.name == "byok_tasks.header"]
+    assert "no secret" in record.getMessage() and SECRET not in record.getMessage()
+
+
+def test_a_context_sent_through_an_app_without_install_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    app_with()  # installed on one app of the process ...
+    other = Celery("not-installed", broker="memory://", set_as_current=False)  # ... sent through another
+    task_name = f"loud.uninstalled_{uuid.uuid4().hex[:6]}"
+    with caplog.at_level(logging.WARNING, logger="byok_tasks.celery"), byok_context("alice", ["openai"]):
+        other.send_task(task_name)
+        other.send_task(task_name)
+    [record] = [r for r in caplog.records if "was not called on" in r.getMessage()]
+    assert task_name in record.getMessage()
+
+
+def test_a_context_sent_through_an_installed_app_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    app = app_with()
+    with caplog.at_level(logging.WARNING, logger="byok_tasks.celery"), byok_context("alice", ["openai"]):
+        app.send_task(f"loud.installed_{uuid.uuid4().hex[:6]}")
+    assert not [r for r in caplog.records if r.name == "byok_tasks.celery"]
+
+
+def test_a_worker_logs_its_settings_once_at_start_without_the_secret(worker_factory: Any, redis_url: str) -> None:
+    worker = worker_factory(redis_url, "solo")
+    [line] = [line for line in worker.log().splitlines() if "byok-tasks: headers" in line]
+    assert "headers signed (HMAC-SHA256), unsigned ones accepted" in line
+    assert "max age 604800 s" in line and "keys from" in line
+    assert SECRET not in worker.log()
