@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint pytest bench clean
+.PHONY: demo test lint pytest bench conformance clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,20 @@ lint: $(VENV)/.installed
 pytest: $(VENV)/.installed
 	$(BIN)/pytest -n 4 --dist loadfile
 
+# The frameworks' own suites, with and without byok-tasks (CONTRIBUTING.md), in a venv of
+# their own: their pins are theirs, not the project's.
+CONFORMANCE_VENV ?= .venv-conformance
+$(CONFORMANCE_VENV)/.installed: pyproject.toml conformance/requirements.txt
+	$(PYTHON) -m venv $(CONFORMANCE_VENV)
+	$(CONFORMANCE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CONFORMANCE_VENV)/bin/python -m pip install --quiet -e '.[celery,rq,sentry,keys,langchain]' -r conformance/requirements.txt
+	touch $@
+
+conformance: $(CONFORMANCE_VENV)/.installed
+	$(CONFORMANCE_VENV)/bin/python conformance/run.py
+
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CONFORMANCE_VENV) build .pytest_cache .mypy_cache .ruff_cache

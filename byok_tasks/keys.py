@@ -305,7 +305,7 @@ def configure(
             cache.ttl if resolver_ttl is None else resolver_ttl,
             cache.size if resolver_cache_size is None else resolver_cache_size,
         )
-        if wanted != (cache.resolve, cache.ttl, cache.size):
+        if (_named(wanted[0]), *wanted[1:]) != (_named(cache.resolve), cache.ttl, cache.size):
             raise ValueError("a resolver with other settings was already configured in this process")
     if store is not None:
         _store = store
@@ -315,6 +315,13 @@ def configure(
             _RESOLVER_TTL if resolver_ttl is None else resolver_ttl,
             _RESOLVER_CACHE_SIZE if resolver_cache_size is None else resolver_cache_size,
         )
+
+
+def _named(resolve: Resolver) -> object:
+    # A module imported again (a reload, an import that failed half-way and was retried)
+    # defines its resolver again: the same function by name, though another object.
+    name = (getattr(resolve, "__module__", None), getattr(resolve, "__qualname__", None))
+    return name if None not in name and "<locals>" not in str(name[1]) else resolve
 
 
 def describe_sources() -> str:

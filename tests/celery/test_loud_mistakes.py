@@ -101,3 +101,12 @@ def test_a_worker_logs_its_settings_once_at_start_without_the_secret(worker_fact
     assert "headers signed (HMAC-SHA256), unsigned ones accepted" in line
     assert "max age 604800 s" in line and "keys from" in line
     assert SECRET not in worker.log()
+
+
+def test_a_module_imported_again_may_install_its_resolver_again(no_key_sources: None) -> None:
+    source = "def resolve(uid, provider):\n    return None\n"
+    first, again = {"__name__": "tenant_keys"}, {"__name__": "tenant_keys"}
+    exec(source, first)
+    exec(source, again)
+    app_with(resolver=first["resolve"])
+    app_with(resolver=again["resolve"])

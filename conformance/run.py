@@ -1,0 +1,220 @@
+"""The frameworks' own test suites, run without and with byok-tasks active (``make conformance``).
+
+Each suite comes from its source release on PyPI, pinned below to the versions the
+project tests against. It runs three times: bare (the baseline), with byok-tasks
+installed, and with every test inside a BYOK context (see ``byok_active.py``). A test
+that passes bare and fails only with byok-tasks fails the run, unless it is one of the
+differences listed, with its reason, in ``expected-differences.txt``. Such a test is run
+once more, bare and active, before it counts, so that a suite's own flaky test cannot
+fail ours.
+
+RQ's tests flush Redis databases on localhost:6379: they run in a network namespace of
+their own (``unshare --net``) beside a Redis server started there, and never see the
+Redis other tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BUILD = ROOT / "build" / "conformance"
+MODES = ("installed", "context")
+RUN_LIMIT = 900  # seconds for one run of one suite
+LINGER = 10  # seconds a suite may take to exit once its report is written
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    release: str  # pip requirement of the source release
+    folder: str  # its folder once unpacked
+    paths: tuple[str, ...]
+    frameworks: str  # what byok_active.py activates
+    own_network: bool = False
+
+
+SUITES = (
+    Suite("celery", "celery==5.7.0", "celery-5.7.0", ("t/unit/tasks", "t/unit/app", "t/unit/worker"), "celery"),
+    Suite("rq", "rq==3.0.0", "rq-3.0.0", ("tests",), "rq", own_network=True),
+    Suite(
+        "sentry",
+        "sentry-sdk==2.75.0",
+        "sentry_sdk-2.75.0",
+        tuple(f"tests/integrations/{name}" for name in ("celery", "rq", "openai", "anthropic", "langchain")),
+        "celery,rq,sentry",
+    ),
+)
+
+
+def fetch(suite: Suite) -> Path:
+    source = BUILD / "src" / suite.folder
+    if source.is_dir():
+        return source
+    downloads = BUILD / "downloads"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps", "-d", downloads,
+         suite.release],
+        check=True,
+    )  # fmt: skip
+    [archive] = downloads.glob(f"{suite.folder}.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(BUILD / "src", filter="data")
+    return source
+
+
+def start(suite: Suite, source: Path, mode: str, report: Path, only: list[str] | None = None) -> Run:
+    env = {**os.environ, "BYOK_CONFORMANCE": mode, "BYOK_CONFORMANCE_FRAMEWORKS": suite.frameworks}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    # The suite's own configuration, less its coverage and reporting options.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout", "120",
+               f"--junitxml={report}", "-W", "ignore::DeprecationWarning"]  # fmt: skip
+    if mode != "bare":
+        command += ["-p", "byok_active"]
+    command += only if only is not None else list(suite.paths)
+    if suite.own_network:
+        command = ["unshare", "--net", sys.executable, str(HERE / "own_redis.py"), *command]
+    report.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        command, cwd=source, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    return Run(f"{suite.name} {mode}", proc, report, time.monotonic())
+
+
+@dataclass
+class Run:
+    name: str
+    proc: subprocess.Popen[bytes]
+    report: Path
+    started: float
+
+    def outcomes(self) -> dict[str, str]:
+        # Some suites leave forked children behind (RQ's worker tests do), and pytest then
+        # waits for them after its report is written: the report is what counts.
+        deadline = self.started + RUN_LIMIT
+        while self.proc.poll() is None:
+            written = self.report.exists() and time.time() - self.report.stat().st_mtime > LINGER
+            if written or time.monotonic() > deadline:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                break
+            time.sleep(1)
+        if not self.report.exists():
+            raise SystemExit(f"conformance: {self.name} wrote no report (it crashed, or ran over {RUN_LIMIT} s)")
+        print(f"  {self.name}: {time.monotonic() - self.started:.0f} s", flush=True)
+        return outcomes(self.report)
+
+
+def outcomes(report: Path) -> dict[str, str]:
+    """Each test's node id to passed, failed or skipped, from a JUnit XML report."""
+    results: dict[str, str] = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        path = case.get("classname", "").replace(".", "/")
+        name = f"{path}::{case.get('name')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            results[name] = "failed"
+        elif case.find("skipped") is not None:
+            results[name] = "skipped"
+        else:
+            results[name] = "passed"
+    return results
+
+
+def node_ids(report: Path, names: set[str]) -> list[str]:
+    """pytest node ids of the ``names`` in ``report``, to run them again."""
+    ids = []
+    for case in ElementTree.parse(report).iter("testcase"):
+        classname, name = case.get("classname", ""), case.get("name", "")
+        if f"{classname.replace('.', '/')}::{name}" not in names:
+            continue
+        parts = classname.split(".")
+        # The module is the longest prefix that is a file; the rest are classes.
+        for cut in range(len(parts), 0, -1):
+            module = "/".join(parts[:cut]) + ".py"
+            ids.append("::".join([module, *parts[cut:], name]))
+            break
+    return ids
+
+
+def expected_differences() -> list[tuple[str, str, str]]:
+    entries = []
+    for line in (HERE / "expected-differences.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            suite, mode, pattern = line.split(maxsplit=2)
+            entries.append((suite, mode, pattern))
+    return entries
+
+
+def is_expected(suite: str, mode: str, test: str, expected: list[tuple[str, str, str]]) -> bool:
+    return any(s == suite and m in (mode, "*") and fnmatch.fnmatchcase(test, pattern) for s, m, pattern in expected)
+
+
+def check(suite: Suite, expected: list[tuple[str, str, str]]) -> bool:
+    source = fetch(suite)
+    reports = BUILD / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    print(f"{suite.name} ({suite.release}): {' '.join(suite.paths)}", flush=True)
+    # The three runs at once: the suites mostly wait (on workers, sockets, sleeps), and
+    # each RQ run has a network namespace and a Redis of its own.
+    runs = {mode: start(suite, source, mode, reports / f"{suite.name}-{mode}.xml") for mode in ("bare", *MODES)}
+    bare = runs["bare"].outcomes()
+    baseline_failures = {test for test, outcome in bare.items() if outcome == "failed"}
+    ok = True
+    for mode in MODES:
+        active = runs[mode].outcomes()
+        only_active = {t for t, o in active.items() if o == "failed" and bare.get(t) == "passed"}
+        missing = {t for t in bare if bare[t] == "passed" and t not in active}
+        listed = {t for t in only_active if is_expected(suite.name, mode, t, expected)}
+        suspects = only_active - listed
+        flaky: set[str] = set()
+        if suspects:
+            ids = node_ids(runs[mode].report, suspects)
+            again = start(suite, source, mode, reports / f"{suite.name}-{mode}-again.xml", ids)
+            again_bare = start(suite, source, "bare", reports / f"{suite.name}-{mode}-bare-again.xml", ids)
+            rerun, rerun_bare = again.outcomes(), again_bare.outcomes()
+            flaky = {t for t in suspects if rerun.get(t) != "failed" or rerun_bare.get(t) != "passed"}
+        failures = sorted(suspects - flaky)
+        print(
+            f"  {suite.name} {mode}: {len(active)} tests, {len(baseline_failures)} failing bare, "
+            f"{len(only_active)} failing only with byok-tasks ({len(listed)} listed as expected, "
+            f"{len(flaky)} not reproduced on a second run), {len(missing)} missing",
+            flush=True,
+        )
+        for test in failures:
+            print(f"    FAILS ONLY WITH BYOK-TASKS: {test}")
+        for test in sorted(missing):
+            print(f"    MISSING WITH BYOK-TASKS (collection error?): {test}")
+        ok = ok and not failures and not missing
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suites", nargs="*", choices=[s.name for s in SUITES] + [[]], help="default: all")
+    args = parser.parse_args()
+    if shutil.which("unshare") is None:
+        sys.exit("conformance: RQ's suite needs unshare (util-linux) for a network namespace of its own")
+    expected = expected_differences()
+    chosen = [s for s in SUITES if not args.suites or s.name in args.suites]
+    results = {suite.name: check(suite, expected) for suite in chosen}
+    failed = [name for name, ok in results.items() if not ok]
+    if failed:
+        sys.exit(f"conformance: byok-tasks changes what {', '.join(failed)} test(s) expect")
+    print("conformance: every suite passes with byok-tasks active, but for the listed differences")
+
+
+if __name__ == "__main__":
+    main()
