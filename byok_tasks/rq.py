@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar, overload
@@ -309,5 +311,9 @@ def _decide_retry(job: Job, exc: BaseException, policy: RetryPolicy) -> None:
     meta[_LLM_RETRIES] = int(meta.get(_LLM_RETRIES, 0)) + 1
     # RQ takes one from retries_left as it retries: with one more, the job's own count is intact.
     job.retries_left = (job.retries_left or 0) + 1
-    # RQ picks intervals[max(len - retries_left, 0)]: with a single one, that one.
-    job.retry_intervals = [decision.delay]  # type: ignore[list-item]
+    # RQ picks intervals[max(len - retries_left, 0)]: with a single one, that one. RQ files a
+    # scheduled job under its time truncated to the second and enqueues it once the clock's
+    # second reaches that: up to a second early, sooner than the provider's retry-after. A
+    # wait that ends on a whole second is never early.
+    now = time.time()
+    job.retry_intervals = [math.ceil(now + decision.delay) - now]  # type: ignore[list-item]
