@@ -59,15 +59,21 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+# Line breaks only between sentences: rich wraps the rest to the terminal, and a break
+# written inside a sentence shows as a ragged half-line wherever the terminal is narrower.
 INTRO = (
-    "A product where users may bring their own OpenAI or Anthropic keys runs its LLM work in\n"
+    "A product where users may bring their own OpenAI or Anthropic keys runs its LLM work in "
     "Celery. Some users' keys are revoked or out of credits, and so is one of the platform's.\n"
     "byok-tasks tells on-call which failures are ours to fix, and which users to tell."
 )
 
 
+def intro_panel() -> Panel:
+    return Panel(INTRO, title="byok-tasks demo", border_style="cyan")
+
+
 def _run(console: Console, stack: ExitStack) -> None:
-    console.print(Panel(INTRO, title="byok-tasks demo", border_style="cyan"))
+    console.print(intro_panel())
     env, running = _start_services(stack)
     log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="byok-demo-"))) / "worker.log"
     worker = _start_worker(stack, env, log_path)
