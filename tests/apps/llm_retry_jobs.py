@@ -22,6 +22,9 @@ MAX_RETRIES = 2
 BACKOFF = 1.0
 RETRY_AFTER_MAX = 5.0
 CLIENT_TIMEOUT = 1.0
+# For the retry-after tests: a backoff so long that a retry made without reading the
+# provider's retry-after could not pass for one that did.
+SLOW_BACKOFF = 10.0
 # Not a key: the loopback provider does not look at it.
 API_KEY = "sk-test-retry-not-a-key"
 
@@ -42,6 +45,10 @@ def register(app: Celery) -> None:
 
     @app.task(shared=False, name="retry.summarize", **policy)
     def summarize_task(base_url: str, feature: str) -> str:
+        return summarize(base_url, feature)
+
+    @app.task(shared=False, name="retry.summarize_slow_backoff", **byok_tasks.celery.llm_retry(backoff=SLOW_BACKOFF))
+    def summarize_slow_backoff(base_url: str, feature: str) -> str:
         return summarize(base_url, feature)
 
     @app.task(shared=False, name="retry.plain_failure", **policy)
@@ -65,6 +72,11 @@ def register(app: Celery) -> None:
 
 @byok_tasks.rq.llm_retry(max_retries=MAX_RETRIES, backoff=BACKOFF, retry_after_max=RETRY_AFTER_MAX)
 def summarize_job(base_url: str, feature: str) -> str:
+    return summarize(base_url, feature)
+
+
+@byok_tasks.rq.llm_retry(backoff=SLOW_BACKOFF)
+def summarize_slow_backoff_job(base_url: str, feature: str) -> str:
     return summarize(base_url, feature)
 
 

@@ -100,7 +100,7 @@ def test_a_rate_limit_with_retry_after_1_is_retried_after_about_a_second(
 ) -> None:
     provider.script(RATE_LIMITED, OK)
     uid = new_uid()
-    assert run(worker, "retry.summarize", provider.base_url, uid, uid=uid) == "summary"
+    assert run(worker, "retry.summarize_slow_backoff", provider.base_url, uid, uid=uid) == "summary"
     [wait] = provider.waits()
     # At least what the provider asked for, plus at most 10% jitter and the worker's scheduling.
     assert 1.0 <= wait <= 1.1 + LATE

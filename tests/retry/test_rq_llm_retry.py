@@ -18,7 +18,13 @@ from rq.job import Job, JobStatus
 
 from byok_tasks import byok_context
 from byok_tasks.testing.sentry_collector import SentryCollector
-from tests.apps.llm_retry_jobs import BACKOFF, MAX_RETRIES, plain_failure_job, summarize_job
+from tests.apps.llm_retry_jobs import (
+    BACKOFF,
+    MAX_RETRIES,
+    plain_failure_job,
+    summarize_job,
+    summarize_slow_backoff_job,
+)
 from tests.retry.provider import (  # noqa: F401
     FAILURES,
     NOT_RETRIED,
@@ -112,7 +118,8 @@ def test_a_rate_limit_with_retry_after_1_is_retried_after_about_a_second(
 ) -> None:
     provider.script(RATE_LIMITED, OK)
     uid = new_uid()
-    assert result_of(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid), TIMEOUT) == "summary"
+    job = enqueue(worker, summarize_slow_backoff_job, provider.base_url, uid, uid=uid)
+    assert result_of(job, TIMEOUT) == "summary"
     [wait] = provider.waits()
     assert 1.0 <= wait <= 1.1 + ROUND + POLL + LATE
 
