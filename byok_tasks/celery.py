@@ -245,8 +245,11 @@ def llm_retry(
     Give the SDK client ``max_retries=0``: its own retries would multiply these, and hide
     the provider's ``retry-after`` from them. Do not list the SDK's exceptions in the same
     task's ``autoretry_for`` either: Celery would then retry a user's ``quota`` too.
-    The policy works through :func:`install`, which must have been called for the app.
-    A class-based task takes the policy as a class attribute: ``byok_llm_retry = RetryPolicy(...)``.
+    ``max_retries`` counts the task's retries as Celery does (``request.retries``), those made
+    for its other exceptions included. Eagerly (``task.apply()``, ``run_under_byok``) Celery
+    retries at once, without the wait: a test still sees every call. The policy works
+    through :func:`install`, which must have been called for the app. A class-based task
+    takes it as a class attribute: ``byok_llm_retry = byok_tasks.retry.RetryPolicy(...)``.
     """
     policy = RetryPolicy(
         max_retries=max_retries,
