@@ -273,17 +273,25 @@ def _check_keys(console: Console, broker_url: str, keys: list[str]) -> None:
     )
 
 
+# Aligned rows, each short enough for an 80-column terminal: rich would wrap a longer
+# row to the panel's left edge, out of its column.
+SENTRY_SETUP = (
+    "[bold]Alert rules[/]\n"
+    "  page on-call:        [cyan]llm.source:platform[/]\n"
+    "  notify the user:     [cyan]llm.source:byok llm.reason:invalid_key[/]\n"
+    "                       (and quota, permission)\n"
+    "[bold]Searches[/]\n"
+    "  which users to tell: [cyan]llm.source:byok llm.reason:invalid_key[/],\n"
+    "                       grouped by byok.uid"
+)
+
+
+def next_steps_panel(saved: bool) -> Panel:
+    saved_note = (
+        f"\n\nThe events are in {EVENTS_FILE}: [bold]byok-tasks triage {EVENTS_FILE}[/] prints this view again."
+    )
+    return Panel(SENTRY_SETUP + (saved_note + "." if saved else ""), title="Set up in Sentry", border_style="cyan")
+
+
 def _next_steps(console: Console, saved: bool) -> None:
-    console.print(
-        Panel(
-            "[bold]Alert rules[/]\n"
-            "  page on-call:       [cyan]llm.source:platform[/]\n"
-            "  notify the user:    [cyan]llm.source:byok llm.reason:invalid_key[/] (and quota, permission)\n"
-            "[bold]Searches[/]\n"
-            "  which users to tell: [cyan]llm.source:byok llm.reason:invalid_key[/], grouped by byok.uid\n"
-            + (f"\nThe events are in {EVENTS_FILE}: [bold]byok-tasks triage {EVENTS_FILE}[/] prints this view again."
-               if saved else ""),
-            title="Set up in Sentry",
-            border_style="cyan",
-        )
-    )  # fmt: skip
+    console.print(next_steps_panel(saved))

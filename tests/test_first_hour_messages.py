@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from byok_tasks.header import HeaderCodec, HeaderError
-from demo.run import intro_panel
+from demo.run import intro_panel, next_steps_panel
 
 
 def triage(path: Path) -> subprocess.CompletedProcess[str]:
@@ -69,3 +69,11 @@ def test_the_demos_intro_breaks_lines_only_where_the_terminal_needs_or_a_sentenc
         if not re.search(r"[.!?]$", line):
             next_word = following.split()[0]
             assert len(line) + 1 + len(next_word) > room, f"a break mid-sentence after {line!r} at width {width}"
+
+
+def test_the_demos_sentry_setup_rows_stay_in_their_column_on_an_80_column_terminal() -> None:
+    console = Console(width=80, record=True, color_system=None)
+    console.print(next_steps_panel(saved=False))
+    rows = [line.strip("│").rstrip() for line in console.export_text().splitlines()[1:-1]]
+    # A row rich had to wrap would continue at the panel's edge, under the labels.
+    assert all(row.startswith(("  ", " Alert rules", " Searches")) for row in rows), rows
