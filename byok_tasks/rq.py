@@ -23,6 +23,7 @@ settings module given to ``rq worker -c``). Supports RQ 2.x and 3.x.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import time
@@ -267,8 +268,10 @@ def llm_retry(
     with its own count: LLM retries do not use it up.
 
     A retry that waits is a scheduled job, as with RQ's ``Retry(interval=...)``: start the
-    worker with ``--with-scheduler``. RQ's scheduler looks for due jobs once a second, so a
-    wait is rounded up to that. Give the SDK client ``max_retries=0``.
+    worker with ``--with-scheduler``. RQ schedules to the second, so a wait is made to end
+    on a whole second (never sooner than the provider asked), and RQ's scheduler looks for
+    due jobs once a second: a retry comes up to two seconds after the policy's wait. Async
+    job functions work too. Give the SDK client ``max_retries=0``.
     """
     policy = RetryPolicy(
         max_retries=max_retries,
@@ -279,19 +282,35 @@ def llm_retry(
     )
 
     def decorate(job_function: _F) -> _F:
+        if inspect.iscoroutinefunction(job_function):
+            # RQ runs an async job's coroutine itself: its failure only shows when awaited.
+            @functools.wraps(job_function)
+            async def with_llm_retry_async(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await job_function(*args, **kwargs)
+                except Exception as exc:
+                    _decide_retry_of_current_job(exc, policy)
+                    raise
+
+            return with_llm_retry_async  # type: ignore[return-value]
+
         @functools.wraps(job_function)
         def with_llm_retry(*args: Any, **kwargs: Any) -> Any:
             try:
                 return job_function(*args, **kwargs)
             except Exception as exc:
-                job = get_current_job()
-                if job is not None:
-                    _decide_retry(job, exc, policy)
+                _decide_retry_of_current_job(exc, policy)
                 raise
 
         return with_llm_retry  # type: ignore[return-value]
 
     return decorate if func is None else decorate(func)
+
+
+def _decide_retry_of_current_job(exc: BaseException, policy: RetryPolicy) -> None:
+    job = get_current_job()
+    if job is not None:  # None: called as a plain function, outside a worker
+        _decide_retry(job, exc, policy)
 
 
 def _decide_retry(job: Job, exc: BaseException, policy: RetryPolicy) -> None:

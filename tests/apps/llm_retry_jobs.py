@@ -75,6 +75,14 @@ def summarize_job(base_url: str, feature: str) -> str:
     return summarize(base_url, feature)
 
 
+@byok_tasks.rq.llm_retry(max_retries=MAX_RETRIES, backoff=BACKOFF, retry_after_max=RETRY_AFTER_MAX)
+async def summarize_async_job(base_url: str, feature: str) -> str:
+    client = openai.AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=CLIENT_TIMEOUT)
+    with llm_call("openai", model="gpt-4o-mini", feature=feature):
+        reply = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    return reply.choices[0].message.content or ""
+
+
 @byok_tasks.rq.llm_retry(backoff=SLOW_BACKOFF)
 def summarize_slow_backoff_job(base_url: str, feature: str) -> str:
     return summarize(base_url, feature)

@@ -22,6 +22,7 @@ from tests.apps.llm_retry_jobs import (
     BACKOFF,
     MAX_RETRIES,
     plain_failure_job,
+    summarize_async_job,
     summarize_job,
     summarize_slow_backoff_job,
 )
@@ -149,3 +150,10 @@ def test_llm_retries_do_not_use_up_the_jobs_own_retry(worker: RqWorker, provider
     job = enqueue(worker, summarize_job, provider.base_url, uid, uid=uid, retry=Retry(max=1))
     assert result_of(job, TIMEOUT) == "summary"
     assert Job.fetch(job.id, connection=worker.connection).retries_left == 1
+
+
+def test_an_async_jobs_llm_failure_is_retried_too(worker: RqWorker, provider: ScriptedProvider) -> None:
+    provider.script(FAILURES["overloaded"], OK)
+    uid = new_uid()
+    assert result_of(enqueue(worker, summarize_async_job, provider.base_url, uid, uid=uid), TIMEOUT) == "summary"
+    assert provider.calls == 2
