@@ -21,6 +21,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+from ._words import a_value_of_type
 from .context import ByokContext, _provider_set, attach, detach
 from .keys import Keyring
 from .providers import PROVIDERS
@@ -83,7 +84,7 @@ class KeyHeaders:
                 )
             return None
         if not isinstance(uid, str):
-            raise TypeError(f"the uid resolver returned a {type(uid).__name__}; it must return a str or None")
+            raise TypeError(f"the uid resolver returned {a_value_of_type(uid)}; it must return a str or None")
         return ByokContext(uid, frozenset(keys), Keyring(keys))
 
 

@@ -31,14 +31,19 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from celery import Celery, Task, signals
+from ._extras import needs_extra
+
+with needs_extra(__name__, "Celery", "celery"):
+    from celery import Celery, Task, signals
+    from celery.exceptions import Ignore, Retry
 
 from . import keys, report
 from .context import attach, current_context, detach, refusal
 from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
+from .retry import RetryPolicy
 from .startup import settings_line
 
-__all__ = ["install"]
+__all__ = ["install", "llm_retry"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +255,9 @@ def _on_worker_ready(**_: Any) -> None:
 
 
 def _guard(task: Task) -> None:
+    # The retry policy goes on first, inside the byok_required guard: a refusal is never retried.
+    if not getattr(task.run, _MARKER, False):
+        _apply_llm_retry(task)
     if getattr(task, "byok_required", False) and not getattr(task.run, _MARKER, False):
         task.run = _guarded_run(task)
 
@@ -268,3 +276,84 @@ def _guarded_run(task: Task) -> Any:
 
     setattr(run, _MARKER, True)
     return run
+
+
+# The task attribute that llm_retry() sets through the task's options.
+_POLICY = "byok_llm_retry"
+
+
+def llm_retry(
+    max_retries: int = 5,
+    *,
+    backoff: float = 1.0,
+    backoff_max: float = 60.0,
+    retry_after_max: float = 60.0,
+    jitter: bool = True,
+) -> dict[str, Any]:
+    """Task options that retry the LLM failures that clear by themselves, and only those::
+
+        @app.task(**byok_tasks.celery.llm_retry(max_retries=5))
+        def summarise(doc_id: str) -> str:
+            with llm_call("openai"):
+                return client.chat.completions.create(...)
+
+    ``rate_limit``, ``overloaded``, ``server_error``, ``timeout`` and ``connection`` are
+    retried up to ``max_retries`` times: after the provider's ``retry-after`` when it sent
+    one (at most ``retry_after_max`` seconds), else after ``backoff * 2**retries`` seconds
+    (at most ``backoff_max``) with jitter. ``quota``, ``invalid_key``, ``permission``,
+    ``context_length``, ``content_filter`` and the other reasons fail at once. Either way
+    the task's final failure is reported once, as without a policy. Exceptions that are not
+    LLM failures keep the task's own behaviour (``autoretry_for``, ``self.retry``, none).
+
+    Give the SDK client ``max_retries=0``: its own retries would multiply these, and hide
+    the provider's ``retry-after`` from them. Do not list the SDK's exceptions in the same
+    task's ``autoretry_for`` either: Celery would then retry a user's ``quota`` too.
+    ``max_retries`` counts the task's retries as Celery does (``request.retries``), those made
+    for its other exceptions included. Eagerly (``task.apply()``, ``run_under_byok``) Celery
+    retries at once, without the wait: a test still sees every call. The policy works
+    through :func:`install`, which must have been called for the app. A class-based task
+    takes it as a class attribute: ``byok_llm_retry = byok_tasks.retry.RetryPolicy(...)``.
+    """
+    policy = RetryPolicy(
+        max_retries=max_retries,
+        backoff=backoff,
+        backoff_max=backoff_max,
+        retry_after_max=retry_after_max,
+        jitter=jitter,
+    )
+    return {_POLICY: policy}
+
+
+def _apply_llm_retry(task: Task) -> None:
+    policy = getattr(task, _POLICY, None)
+    if not isinstance(policy, RetryPolicy):
+        return
+    # With autoretry_for, Celery's wrapper calls task._orig_run: ours goes inside it, so an
+    # LLM failure is decided here first and reaches autoretry only as Celery's own Retry.
+    attribute = "_orig_run" if hasattr(task, "_orig_run") else "run"
+    inner = getattr(task, attribute)
+    if getattr(inner, "_byok_retries", False):
+        return
+
+    @functools.wraps(inner)
+    def run_with_llm_retry(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(*args, **kwargs)
+        except (Ignore, Retry):
+            raise
+        except Exception as exc:
+            request = task.request
+            decision = policy.decide(exc, request.retries or 0)
+            if decision is None or not decision.retry or request.called_directly:
+                if decision is not None:
+                    logger.info("task %s[%s]: %s", task.name, request.id, decision.why)
+                raise
+            logger.info("task %s[%s]: %s", task.name, request.id, decision.why)
+            # The policy has its own count: the task's max_retries (3 by default) is for its other retries.
+            retrying = task.retry(exc=exc, countdown=decision.delay, max_retries=policy.max_retries, throw=False)
+            # retry() leaves this behind for autoretry_for, which would then use our count for its own retries.
+            vars(task).pop("override_max_retries", None)
+            raise retrying from None
+
+    run_with_llm_retry._byok_retries = True  # type: ignore[attr-defined]
+    setattr(task, attribute, run_with_llm_retry)

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+DESCRIPTION = (
+    "Tell a user's own LLM key failures from the platform's. "
+    "'byok-tasks triage FILE' prints the on-call view of Sentry events saved as JSON; "
+    "'byok-tasks demo' runs the demo from a checkout of byok-tasks."
+)
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="byok-tasks", description=__doc__)
+    # Not __doc__: argparse prints the description as it is, and reST markup reads as noise there.
+    parser = argparse.ArgumentParser(prog="byok-tasks", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     triage = commands.add_parser("triage", help="print the on-call view of Sentry events saved as JSON")
     triage.add_argument("file", help="events saved by the demo's collector, or exported from Sentry")

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from ._words import a_value_of_type
 from .context import ByokContext
 from .keys import Keyring, is_reference
 
@@ -160,7 +161,7 @@ class HeaderCodec:
             except UnicodeDecodeError:
                 raise HeaderError("header is not valid UTF-8") from None
         if not isinstance(value, str):
-            raise HeaderError(f"header is a {type(value).__name__}, expected a string")
+            raise HeaderError(f"header is {a_value_of_type(value)}, expected a string")
         if not value.isascii():
             raise HeaderError("header has characters no byok-tasks header has")
         if len(value) > MAX_HEADER_LENGTH:

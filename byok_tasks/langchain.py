@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.embeddings import Embeddings
-from langchain_core.outputs import LLMResult
+from ._extras import needs_extra
+
+with needs_extra(__name__, "LangChain", "langchain"):
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.outputs import LLMResult
 
 from .failure import CallAnnotations, Source, annotate, llm_call
 from .report import mark_reported, report_llm_error

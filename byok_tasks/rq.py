@@ -23,22 +23,29 @@ settings module given to ``rq worker -c``). Supports RQ 2.x and 3.x.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-import rq.worker
-from rq.job import Job
-from rq.queue import Queue
-from rq.worker import BaseWorker, Worker
+from ._extras import needs_extra
+
+with needs_extra(__name__, "RQ", "rq"):
+    import rq.worker
+    from rq.job import Job, get_current_job
+    from rq.queue import Queue
+    from rq.worker import BaseWorker, Worker
 
 from . import keys, report
 from .context import ByokContext, attach, current_context, detach, refusal
 from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
+from .retry import RetryPolicy
 from .startup import settings_line
 
-__all__ = ["byok_required", "install"]
+__all__ = ["byok_required", "install", "llm_retry"]
 
 logger = logging.getLogger(__name__)
 
@@ -235,3 +242,124 @@ def _will_be_retried(exc: BaseException) -> None:
     task = report.running_task()
     if task is not None and report.failure_of(exc) is not None:
         task.failure_reported = True
+
+
+# What llm_retry keeps in job.meta: the LLM retries made so far, and the job's own retry
+# intervals (from enqueue(retry=Retry(...))), which an LLM retry replaces for one run.
+_LLM_RETRIES = "byok_llm_retries"
+_OWN_INTERVALS = "byok_own_retry_intervals"
+
+
+@overload
+def llm_retry(func: _F, /) -> _F: ...
+
+
+@overload
+def llm_retry(
+    func: None = None,
+    /,
+    *,
+    max_retries: int = 5,
+    backoff: float = 1.0,
+    backoff_max: float = 60.0,
+    retry_after_max: float = 60.0,
+    jitter: bool = True,
+) -> Callable[[_F], _F]: ...
+
+
+def llm_retry(
+    func: _F | None = None,
+    /,
+    *,
+    max_retries: int = 5,
+    backoff: float = 1.0,
+    backoff_max: float = 60.0,
+    retry_after_max: float = 60.0,
+    jitter: bool = True,
+) -> _F | Callable[[_F], _F]:
+    """Retry a job's LLM failures that clear by themselves, and only those, through RQ's own retry::
+
+        @byok_tasks.rq.llm_retry(max_retries=5)
+        def summarise(doc_id: str) -> str:
+            with llm_call("openai"):
+                return client.chat.completions.create(...)
+
+        queue.enqueue(summarise, "doc-1")  # rq worker --with-scheduler ...
+
+    The policy is that of :func:`byok_tasks.celery.llm_retry`: ``rate_limit``,
+    ``overloaded``, ``server_error``, ``timeout`` and ``connection`` are retried after the
+    provider's ``retry-after`` (capped) or with backoff and jitter; ``quota``,
+    ``invalid_key``, ``permission``, ``context_length`` and ``content_filter`` fail at once,
+    even when the job was enqueued with ``retry=Retry(...)``. Only the final failure is
+    reported. Other exceptions keep the job's own ``Retry(max, interval)``, if it has one,
+    with its own count: LLM retries do not use it up.
+
+    A retry that waits is a scheduled job, as with RQ's ``Retry(interval=...)``: start the
+    worker with ``--with-scheduler``. RQ schedules to the second, so a wait is made to end
+    on a whole second (never sooner than the provider asked), and RQ's scheduler looks for
+    due jobs once a second: a retry comes up to two seconds after the policy's wait. Async
+    job functions work too. Give the SDK client ``max_retries=0``.
+    """
+    policy = RetryPolicy(
+        max_retries=max_retries,
+        backoff=backoff,
+        backoff_max=backoff_max,
+        retry_after_max=retry_after_max,
+        jitter=jitter,
+    )
+
+    def decorate(job_function: _F) -> _F:
+        if inspect.iscoroutinefunction(job_function):
+            # RQ runs an async job's coroutine itself: its failure only shows when awaited.
+            @functools.wraps(job_function)
+            async def with_llm_retry_async(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await job_function(*args, **kwargs)
+                except Exception as exc:
+                    _decide_retry_of_current_job(exc, policy)
+                    raise
+
+            return with_llm_retry_async  # type: ignore[return-value]
+
+        @functools.wraps(job_function)
+        def with_llm_retry(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return job_function(*args, **kwargs)
+            except Exception as exc:
+                _decide_retry_of_current_job(exc, policy)
+                raise
+
+        return with_llm_retry  # type: ignore[return-value]
+
+    return decorate if func is None else decorate(func)
+
+
+def _decide_retry_of_current_job(exc: BaseException, policy: RetryPolicy) -> None:
+    job = get_current_job()
+    if job is not None:  # None: called as a plain function, outside a worker
+        _decide_retry(job, exc, policy)
+
+
+def _decide_retry(job: Job, exc: BaseException, policy: RetryPolicy) -> None:
+    # This runs in the job, before the worker's failure handling reads retries_left and
+    # retry_intervals: setting them here is how RQ is told to retry, when, or not at all.
+    meta = job.meta
+    if _OWN_INTERVALS in meta:
+        job.retry_intervals = meta[_OWN_INTERVALS]  # an earlier LLM retry replaced them
+    decision = policy.decide(exc, int(meta.get(_LLM_RETRIES, 0)))
+    if decision is None:
+        return  # not an LLM failure: the job's own Retry, if any, decides
+    logger.info("job %s: %s", job.id, decision.why)
+    if not decision.retry:
+        job.retries_left = 0  # not even the job's own Retry: waiting does not clear this
+        return
+    meta[_OWN_INTERVALS] = job.retry_intervals
+    meta[_LLM_RETRIES] = int(meta.get(_LLM_RETRIES, 0)) + 1
+    # RQ takes one from retries_left as it retries: with one more, the job's own count is intact.
+    job.retries_left = (job.retries_left or 0) + 1
+    # RQ picks intervals[max(len - retries_left, 0)]: with a single one, that one. RQ files a
+    # scheduled job under its time truncated to the second and enqueues it once the clock's
+    # second reaches that: up to a second early, sooner than the provider's retry-after. A
+    # wait that ends on a whole second is never early.
+    now = time.time()
+    job.retry_intervals = [math.ceil(now + decision.delay) - now]  # type: ignore[list-item]

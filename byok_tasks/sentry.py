@@ -20,12 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import sentry_sdk
-from sentry_sdk.integrations import Integration
-from sentry_sdk.integrations.dedupe import DedupeIntegration
-from sentry_sdk.integrations.logging import ignore_logger
-from sentry_sdk.scope import add_global_event_processor
-from sentry_sdk.utils import event_from_exception, safe_repr
+from ._extras import needs_extra
+
+with needs_extra(__name__, "sentry-sdk", "sentry"):
+    import sentry_sdk
+    from sentry_sdk.integrations import Integration
+    from sentry_sdk.integrations.dedupe import DedupeIntegration
+    from sentry_sdk.integrations.logging import ignore_logger
+    from sentry_sdk.scope import add_global_event_processor
+    from sentry_sdk.utils import event_from_exception, safe_repr
 
 from . import report
 from .failure import LLMFailure

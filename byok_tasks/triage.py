@@ -49,18 +49,53 @@ class TriageView:
         return [group for group in self.groups if group.source == source]
 
 
+# Keys every Sentry event has in one of the two shapes read here: an envelope's event (as
+# the collector saves it) or an event of Sentry's API export.
+_EVENT_KEYS = frozenset({"event_id", "eventID", "tags", "exception", "entries"})
+
+
 def load_events(path: str | Path) -> list[dict[str, Any]]:
-    """Events from a JSON array, a ``{"events": [...]}`` object, or JSON lines."""
+    """Events from a JSON array, a ``{"events": [...]}`` object, or JSON lines.
+
+    ValueError, saying what was found instead, when the file holds something else: JSON
+    that is no list of events would otherwise read as "no LLM failures", which is wrong.
+    """
     text = Path(path).read_text()
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = _json_lines(path, text)
     if isinstance(data, dict):
         data = data.get("events", data.get("data", [data]))
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON array of Sentry events")
-    return [event for event in data if isinstance(event, dict)]
+        raise ValueError(f"{path}: expected a JSON array of Sentry events, found {_kind(data)}")
+    events = [item for item in data if isinstance(item, dict) and not _EVENT_KEYS.isdisjoint(item)]
+    if data and not events:
+        kinds = sorted({_kind(item) for item in data})
+        which = "its one item is not" if len(data) == 1 else f"none of its {len(data)} items is"
+        raise ValueError(
+            f"{path}: {which} a Sentry event (an object with event_id, tags or exception); "
+            f"found {', '.join(kinds)}. Expected events saved by the demo's collector or exported from Sentry."
+        )
+    return events
+
+
+def _json_lines(path: str | Path, text: str) -> list[Any]:
+    items = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: neither JSON nor JSON lines (line {number}: {exc.msg})") from None
+    return items
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(sorted(map(str, value))[:5])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
 def _tags(event: dict[str, Any]) -> dict[str, str]:
@@ -105,7 +140,18 @@ def render(view: TriageView, *, failures: dict[tuple[str, str, str], int] | None
 
     console = console or Console()
     if not view.groups:
-        console.print("[green]No LLM failures in these events.[/]")
+        if view.other_events == 1:
+            console.print(
+                "[green]No LLM failures[/] in this one event: it does not carry the llm.source tag "
+                "that byok_tasks.sentry.ByokIntegration adds (was it in the integrations of sentry_sdk.init?)."
+            )
+        elif view.other_events:
+            console.print(
+                f"[green]No LLM failures[/] in these {view.other_events} events: none carries the llm.source tag "
+                "that byok_tasks.sentry.ByokIntegration adds (was it in the integrations of sentry_sdk.init?)."
+            )
+        else:
+            console.print("[green]No LLM failures:[/] the file holds no events.")
         return
     tree = Tree("[bold]LLM failures[/], by whose key, provider and reason")
     for source in ("platform", "byok"):

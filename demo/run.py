@@ -19,10 +19,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery.result import AsyncResult
@@ -59,15 +60,21 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+# Line breaks only between sentences: rich wraps the rest to the terminal, and a break
+# written inside a sentence shows as a ragged half-line wherever the terminal is narrower.
 INTRO = (
-    "A product where users may bring their own OpenAI or Anthropic keys runs its LLM work in\n"
+    "A product where users may bring their own OpenAI or Anthropic keys runs its LLM work in "
     "Celery. Some users' keys are revoked or out of credits, and so is one of the platform's.\n"
     "byok-tasks tells on-call which failures are ours to fix, and which users to tell."
 )
 
 
+def intro_panel() -> Panel:
+    return Panel(INTRO, title="byok-tasks demo", border_style="cyan")
+
+
 def _run(console: Console, stack: ExitStack) -> None:
-    console.print(Panel(INTRO, title="byok-tasks demo", border_style="cyan"))
+    console.print(intro_panel())
     env, running = _start_services(stack)
     log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="byok-demo-"))) / "worker.log"
     worker = _start_worker(stack, env, log_path)
@@ -96,7 +103,7 @@ def _run(console: Console, stack: ExitStack) -> None:
         "refused for lack of a BYOK context)\n"
     )
     failures = _failures_in_log(log_path)
-    collector: SentryCollector | None = env.get("collector")  # type: ignore[assignment]
+    collector = cast("SentryCollector | None", env.get("collector"))
     if collector is not None:
         events = collector.quiet_for(1.0)
         collector.save(EVENTS_FILE)
@@ -107,6 +114,10 @@ def _run(console: Console, stack: ExitStack) -> None:
         console.print("[dim]The events went to your Sentry project (SENTRY_DSN).[/]")
     _check_keys(console, env["BROKER_URL"], [key for user in batch for key in user.keys.values()])
     _next_steps(console, collector is not None)
+
+
+def _tag_reader(tag: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda event: (event.get("tags") or {}).get(tag, "-")
 
 
 def _show_events(console: Console, events: list[dict[str, Any]]) -> None:
@@ -121,14 +132,14 @@ def _show_events(console: Console, events: list[dict[str, Any]]) -> None:
             table.add_column(f"llm.source:{source}")
     if not shown:
         return
-    rows = [
+    rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
         ("level", lambda e: e.get("level")),
         ("user.id", lambda e: (e.get("user") or {}).get("id", "-")),
         ("fingerprint", lambda e: " / ".join(e.get("fingerprint") or [])),
         ("message", lambda e: e["exception"]["values"][-1]["value"][:56] + "…"),
     ]
     for tag in ("llm.provider", "llm.reason", "llm.status", "llm.model", "llm.feature", "byok.uid"):
-        rows.append((tag, lambda e, tag=tag: (e.get("tags") or {}).get(tag, "-")))
+        rows.append((tag, _tag_reader(tag)))
     for name, value in rows:
         table.add_row(name, *(str(value(event)) for event in shown))
     console.print(table)
@@ -222,7 +233,7 @@ def _failures_in_log(log_path: Path) -> dict[tuple[str, str, str], int]:
         if "llm failure " not in line:
             continue
         fields = {name: ast.literal_eval(value) for name, value in _FIELD.findall(line.split("llm failure ", 1)[1])}
-        counts[(fields.get("source"), fields.get("provider"), fields.get("reason"))] += 1
+        counts[(fields.get("source", "?"), fields.get("provider", "?"), fields.get("reason", "?"))] += 1
     return dict(counts)
 
 
@@ -238,19 +249,21 @@ def _check_keys(console: Console, broker_url: str, keys: list[str]) -> None:
         scanned += 1
         sealed += name.startswith(b"byok:keys:")
         kind = store.type(name)
+        values: list[Any]
         if kind == b"string":
             values = [store.get(name) or b""]
         elif kind == b"list":
             values = store.lrange(name, 0, -1)
         elif kind == b"hash":
-            values = [b"".join(pair) for pair in store.hgetall(name).items()]
+            values = [pair for item in store.hgetall(name).items() for pair in item]
         elif kind == b"set":
             values = list(store.smembers(name))
         elif kind == b"zset":
-            values = [member for member, _ in store.zrange(name, 0, -1, withscores=True)]
+            values = [entry[0] for entry in store.zrange(name, 0, -1, withscores=True)]
         else:
             values = []
-        blob = name + b"".join(values)
+        # The client answers bytes (no decode_responses); redis-py's types also allow str.
+        blob = name + b"".join(value if isinstance(value, bytes) else str(value).encode() for value in values)
         found += sum(key.encode() in blob for key in keys)
     colour = "green" if found == 0 else "red"
     console.print(
@@ -260,17 +273,25 @@ def _check_keys(console: Console, broker_url: str, keys: list[str]) -> None:
     )
 
 
+# Aligned rows, each short enough for an 80-column terminal: rich would wrap a longer
+# row to the panel's left edge, out of its column.
+SENTRY_SETUP = (
+    "[bold]Alert rules[/]\n"
+    "  page on-call:        [cyan]llm.source:platform[/]\n"
+    "  notify the user:     [cyan]llm.source:byok llm.reason:invalid_key[/]\n"
+    "                       (and quota, permission)\n"
+    "[bold]Searches[/]\n"
+    "  which users to tell: [cyan]llm.source:byok llm.reason:invalid_key[/],\n"
+    "                       grouped by byok.uid"
+)
+
+
+def next_steps_panel(saved: bool) -> Panel:
+    saved_note = (
+        f"\n\nThe events are in {EVENTS_FILE}: [bold]byok-tasks triage {EVENTS_FILE}[/] prints this view again."
+    )
+    return Panel(SENTRY_SETUP + (saved_note + "." if saved else ""), title="Set up in Sentry", border_style="cyan")
+
+
 def _next_steps(console: Console, saved: bool) -> None:
-    console.print(
-        Panel(
-            "[bold]Alert rules[/]\n"
-            "  page on-call:       [cyan]llm.source:platform[/]\n"
-            "  notify the user:    [cyan]llm.source:byok llm.reason:invalid_key[/] (and quota, permission)\n"
-            "[bold]Searches[/]\n"
-            "  which users to tell: [cyan]llm.source:byok llm.reason:invalid_key[/], grouped by byok.uid\n"
-            + (f"\nThe events are in {EVENTS_FILE}: [bold]byok-tasks triage {EVENTS_FILE}[/] prints this view again."
-               if saved else ""),
-            title="Set up in Sentry",
-            border_style="cyan",
-        )
-    )  # fmt: skip
+    console.print(next_steps_panel(saved))

@@ -87,7 +87,7 @@ def test_the_user_is_not_looked_up_for_requests_without_key_headers() -> None:
 
 def test_a_resolver_that_returns_no_string_is_a_clear_error() -> None:
     app = ByokAsgiMiddleware(starlette_app, uid=lambda scope: 42)  # type: ignore[arg-type,return-value]
-    with pytest.raises(TypeError, match="uid resolver returned a int; it must return a str or None"):
+    with pytest.raises(TypeError, match="uid resolver returned an int; it must return a str or None"):
         get(app, "/look", {"X-BYOK-OpenAI": KEY})
 
 

@@ -48,6 +48,8 @@ def summarise(sandbox):
 """
 
 USER_TESTS = """
+import openai
+import pytest
 import sentry_sdk
 
 from byok_tasks import current_key
@@ -84,6 +86,21 @@ def test_succeeding_task_sends_nothing(summarise, run_under_byok, sentry_events,
     assert (sentry_events.all(), list(llm_failure_records)) == ([], [])
 
 
+def summarise_plainly(base_url):
+    client = openai.OpenAI(api_key=current_key("openai"), base_url=base_url, max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_plain_functions_failure_is_reported_and_raised(sandbox, run_under_byok, sentry_events, llm_failure_records):
+    with pytest.raises(openai.AuthenticationError):
+        invalid = {"openai": sandbox_key("openai", "invalid")}
+        run_under_byok(summarise_plainly, [sandbox.url + "/v1"], uid="carol", keys=invalid)
+    [event] = sentry_events.tagged({"llm.source": "byok", "llm.reason": "invalid_key"})
+    assert event["tags"]["llm.feature"] == "test_summaries.summarise_plainly"
+    [record] = llm_failure_records.where(source="byok", uid="carol")
+    assert record.feature == "test_summaries.summarise_plainly"
+
+
 def test_zz_the_previous_sentry_client_is_back_after_a_test():
     assert not sentry_sdk.get_client().is_active()
 """
@@ -93,7 +110,7 @@ def test_a_team_tests_its_own_task_failures_without_a_sentry_account(pytester: p
     pytester.makeconftest(USER_APP)
     pytester.makepyfile(test_summaries=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 def test_a_wrong_expectation_about_the_events_fails_the_teams_test(pytester: pytest.Pytester) -> None:

@@ -11,7 +11,10 @@ Installed with byok-tasks, they need no configuration and no Sentry account::
 
 - ``run_under_byok(target, args, kwargs, *, uid, providers=(), keys=None)`` runs a Celery
   task eagerly (``task.apply``; it returns the ``EagerResult``) or calls any callable
-  (returning what it returns), under that BYOK context.
+  (returning what it returns), under that BYOK context. A callable's LLM failure is
+  reported as a worker reports a job's final failure (feature: the callable's
+  ``module.qualname``), so ``sentry_events`` and ``llm_failure_records`` see it, and
+  raised again: ``with pytest.raises(openai.AuthenticationError): run_under_byok(...)``.
 - ``sentry_events`` points a real sentry-sdk client, with :class:`byok_tasks.sentry.ByokIntegration`
   and the default integrations, at a Sentry-protocol collector on loopback for the test,
   and gives back the events it received; the previous client is restored afterwards.
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from byok_tasks import report
 from byok_tasks.context import byok_context
 from byok_tasks.report import logger as failures_logger
 
@@ -55,7 +59,19 @@ def _run_under_byok(
         if callable(getattr(target, "apply", None)) and isinstance(getattr(target, "name", None), str):
             target.app.finalize()  # type: ignore[attr-defined]
             return target.apply(args, kwargs)  # type: ignore[attr-defined]
-        return target(*args, **(kwargs or {}))
+        # A plain callable (an RQ job function, a helper) has no worker around it to report
+        # its failure: without this, sentry_events and llm_failure_records would stay empty
+        # and a test asserting on them would fail for no visible reason. It is reported as a
+        # worker reports a job's final failure, under the callable's name, and raised again.
+        name = f"{getattr(target, '__module__', None) or '?'}.{getattr(target, '__qualname__', repr(target))}"
+        task = report.enter_task(name)
+        try:
+            return target(*args, **(kwargs or {}))
+        except Exception as exc:
+            report.task_failed(exc, "run_under_byok")
+            raise
+        finally:
+            report.exit_task(task)
 
 
 @pytest.fixture
