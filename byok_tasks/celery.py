@@ -15,8 +15,10 @@ What it hooks, each through the narrowest seam Celery offers:
   keys can refuse a task, and Celery logs and swallows what signal handlers raise.
 - Celery's tracer builder, where Celery decides which callable runs a task: a
   ``byok_required`` task's ``run`` is wrapped there so that it refuses to run without a
-  context. No signal can refuse a task, and a task made any way at all (decorator,
-  class, late registration, eager ``apply``) gets its tracer built there before it runs.
+  context, and an ``llm_retry`` task's so that it retries what its policy says. No
+  signal can refuse or retry a task, and a task made any way at all (decorator, class,
+  late registration, eager ``apply``) gets its tracer built there before it runs; the
+  worker's consumer, which imports the builder by name, is patched at ``worker_init``.
 
 Each patch carries the marker attribute ``_byok_patched`` so that it is applied once.
 """
