@@ -206,7 +206,8 @@ def _announcing(bootstrap: Callable[..., Any]) -> Callable[..., Any]:
     def bootstrap_and_announce(self: BaseWorker, *args: Any, **kwargs: Any) -> Any:
         result = bootstrap(self, *args, **kwargs)
         if _codec is not None:
-            logger.info("%s", settings_line(_codec))
+            # The worker's own logger: `rq worker` sets up its handler, not ours.
+            self.log.info("%s", settings_line(_codec))
         return result
 
     return bootstrap_and_announce

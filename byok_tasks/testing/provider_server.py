@@ -114,13 +114,13 @@ class ProviderServer:
     answers from the request itself — how a sandbox answers every request by its key.
     """
 
-    def __init__(self, respond: Callable[[RecordedRequest], Reply] | None = None) -> None:
+    def __init__(self, respond: Callable[[RecordedRequest], Reply] | None = None, *, port: int = 0) -> None:
         self._respond = respond
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.requests: list[RecordedRequest] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

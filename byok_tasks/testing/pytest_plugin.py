@@ -38,6 +38,7 @@ from byok_tasks.context import byok_context
 from byok_tasks.report import logger as failures_logger
 
 if TYPE_CHECKING:
+    from .sandbox import ProviderSandbox
     from .sentry_collector import SentryCollector
 
 __all__ = ["FailureRecords", "SentryEvents"]
@@ -94,6 +95,19 @@ class SentryEvents:
     def tagged(self, tags: Mapping[str, str]) -> list[Event]:
         """The events with all of ``tags``, e.g. ``{"llm.source": "byok", "llm.reason": "invalid_key"}``."""
         return [event for event in self.all() if all((event.get("tags") or {}).get(k) == v for k, v in tags.items())]
+
+
+@pytest.fixture
+def byok_provider_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProviderSandbox]:
+    """OpenAI and Anthropic on loopback, answering by key (see :mod:`byok_tasks.testing.sandbox`),
+    with ``OPENAI_BASE_URL`` and ``ANTHROPIC_BASE_URL`` pointing the SDKs at it for this test."""
+    from .sandbox import ProviderSandbox
+
+    sandbox = ProviderSandbox()
+    with sandbox:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{sandbox.url}/v1")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", sandbox.url)
+        yield sandbox
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,12 @@ https://docs.anthropic.com/en/api/errors.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import secrets
+import signal
+import threading
 import time
 from typing import Literal
 
@@ -30,6 +34,10 @@ from .provider_server import ProviderServer, RecordedRequest, Reply, json_reply
 __all__ = ["ProviderSandbox", "Scenario", "answer", "sandbox_key"]
 
 Scenario = Literal["ok", "invalid", "nocredit", "ratelimited", "overloaded"]
+_SCENARIOS: dict[str, tuple[Scenario, ...]] = {
+    "openai": ("ok", "invalid", "nocredit", "ratelimited"),
+    "anthropic": ("ok", "invalid", "nocredit", "overloaded"),
+}
 _PREFIX = {"openai": "sk-proj-", "anthropic": "sk-ant-api03-"}
 
 
@@ -157,5 +165,31 @@ def _model(request: RecordedRequest, default: str) -> str:
 class ProviderSandbox(ProviderServer):
     """A :class:`ProviderServer` that answers every request by its key instead of from a script."""
 
-    def __init__(self) -> None:
-        super().__init__(respond=answer)
+    def __init__(self, *, port: int = 0) -> None:
+        super().__init__(respond=answer, port=port)
+
+
+def main() -> None:
+    """``python -m byok_tasks.testing.sandbox``: the sandbox on loopback until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(description="OpenAI and Anthropic on loopback, answering by the key they are sent")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    with ProviderSandbox(port=args.port) as sandbox:
+        print(f"OPENAI_BASE_URL={sandbox.url}/v1", flush=True)
+        print(f"ANTHROPIC_BASE_URL={sandbox.url}", flush=True)
+        for provider, scenarios in _SCENARIOS.items():
+            shapes = ", ".join(f"{_PREFIX[provider]}{scenario}-..." for scenario in scenarios)
+            print(f"{provider} keys: {shapes}", flush=True)
+        _wait_for_a_stop()
+
+
+def _wait_for_a_stop() -> None:
+    # SIGTERM too: a sandbox started in the background of a script never sees Ctrl-C.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

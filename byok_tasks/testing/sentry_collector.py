@@ -8,8 +8,10 @@ so that tests and the demo see exactly what Sentry would receive, with no accoun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
+import signal
 import threading
 import time
 import zlib
@@ -159,14 +161,16 @@ class SentryCollector:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="save the events here on Ctrl-C")
+    parser.add_argument("--out", type=Path, help="save the events here on Ctrl-C or SIGTERM")
     args = parser.parse_args()
     collector = SentryCollector(port=args.port)
     print(collector.dsn, flush=True)
+    # SIGTERM too: a collector started in the background of a script never sees Ctrl-C.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
         if args.out:
             collector.save(args.out)
     finally:
