@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 from .context import ByokContext, current_context
 from .failure import RETRYABLE_REASONS, CallAnnotations, LLMFailure, Reason, Source, annotations_of
-from .providers import UNKNOWN, ProviderTable, by_host, by_module, by_name
+from .providers import UNKNOWN, ProviderTable, by_host, by_module, by_name, canonical_name, name_for_host
+from .providers import common as _common
+from .providers import gateways as _gateways
 from .redaction import redact
 
 __all__ = ["classify"]
@@ -49,6 +51,12 @@ _LONG_RETRY_AFTER = 3600.0
 # OpenAI and Groq answer a single request bigger than the per-minute token allowance
 # with the rate-limit code; no amount of waiting lets it through.
 _REQUEST_TOO_LARGE = re.compile(r"request too large", re.IGNORECASE)
+# Statuses that say all there is to say: no wording in the body changes what they mean.
+_DECISIVE_STATUSES = frozenset({401, 402, 408, 413, 504, 521, 522, 523, 524, 525, 526, 529})
+# Text is matched within this much of a message: the cause is in the first sentence.
+_TEXT_WINDOW = 1024
+# Markers of the servers and edges whose HTML error pages stand in for a provider's answer.
+_HTML_SOURCES = ("cloudflare", "openresty", "nginx", "awselb", "envoy", "akamai", "varnish", "apache")
 _NO_ANNOTATIONS = CallAnnotations()
 # An HTTP status with the provider's code or message: the best an exception can offer.
 _MOST_INFORMATIVE = 3
@@ -75,7 +83,16 @@ class _Evidence:
     retry_delay: str | None = None
     message: str | None = None
     host: str | None = None
+    path: str | None = None
     operation: str | None = None
+    # A status the body states, for answers without one (errors inside a 200 stream).
+    body_status: int | None = None
+    # The provider a gateway says it passed this answer through from.
+    upstream: str | None = None
+    # The gateway itself answered (its own key, budget or limits), not the provider behind it.
+    gateway_own: bool = False
+    # The answer was an HTML page from whatever stands in front of the provider.
+    html: bool = False
 
 
 def classify(exc: BaseException, *, provider: str | None = None) -> LLMFailure | None:
@@ -109,8 +126,11 @@ def _classify(exc: BaseException, provider: str | None) -> LLMFailure | None:
     if best is None:
         return None
 
-    table = _provider_table(best, chain, annotations, provider)
     headers = _wanted_headers(best.headers)
+    aws_error_type = headers.get("x-amzn-errortype")
+    if aws_error_type and not best.codes:  # AWS REST answers name the exception only in this header
+        best.codes = (aws_error_type.partition(":")[0][:128],)
+    table = _provider_table(best, chain, annotations, provider)
     retry_after = _retry_after(headers, best.retry_delay)
     reason = _reason(best, table, retry_after)
     context = annotations.context if annotations.context is not None else current_context()
@@ -161,6 +181,10 @@ def _merged_annotations(chain: list[BaseException]) -> CallAnnotations | None:
     return merged
 
 
+# Gateways whose answers may name the provider they passed them through from.
+_PASS_THROUGH = frozenset({"openrouter", "portkey", "litellm"})
+
+
 def _source(declared: Source | None, context: ByokContext | None, provider: str) -> Source:
     if declared is not None:
         return declared
@@ -170,13 +194,27 @@ def _source(declared: Source | None, context: ByokContext | None, provider: str)
 def _provider_table(
     best: _Evidence, chain: list[BaseException], annotations: CallAnnotations, provider: str | None
 ) -> ProviderTable:
+    """Whose failure it is, strongest word first.
+
+    What the caller said (``llm_call``, the ``provider`` argument); the provider a wrapper
+    library names (LiteLLM's ``llm_provider``); the request's host — a gateway's host
+    resolved to the provider it passed the answer through from, a host without a table
+    named by :func:`~byok_tasks.providers.name_for_host`; the SDK that raised; then the
+    same for the other exceptions of the chain.
+    """
     named = annotations.provider or provider
     if named:
         return by_name(named)
+    for link in chain:
+        llm_provider = _str_or_none(_attribute(link, "llm_provider"))
+        if llm_provider is not None and (name := canonical_name(llm_provider)) is not None:
+            return by_name(name)
     if best.host is not None:
-        table = by_host(best.host)
+        table = _host_table(best)
         if table is not None:
             return table
+    if best.upstream is not None:
+        return by_name(best.upstream)
     table = by_module(type(best.exc).__module__, best.operation)
     if table is not None:
         return table
@@ -184,7 +222,7 @@ def _provider_table(
         if link is not best.exc:
             evidence = _read_safely(link, told=False)
             if evidence is not None and evidence.host is not None:
-                table = by_host(evidence.host)
+                table = _host_table(evidence)
                 if table is not None:
                     return table
             table = by_module(type(link).__module__, evidence.operation if evidence else None)
@@ -193,28 +231,81 @@ def _provider_table(
     return UNKNOWN
 
 
+def _host_table(evidence: _Evidence) -> ProviderTable | None:
+    host = evidence.host or ""
+    table = by_host(host)
+    if table is _gateways.CLOUDFLARE:
+        # /v1/{account}/{gateway}/{provider}/...: the provider is the fourth segment.
+        segments = (evidence.path or "").split("/", 5)
+        if evidence.gateway_own or len(segments) < 5:
+            return table
+        return by_name(_gateways.CLOUDFLARE_PATH_NAMES.get(segments[4]) or canonical_name(segments[4]) or table.name)
+    proxied = _gateways.HELICONE_PROXIES.get(host)
+    if proxied is not None:
+        return _gateways.HELICONE if evidence.gateway_own else by_name(proxied)
+    if evidence.upstream is not None and (table is None or table.name in _PASS_THROUGH):
+        return by_name(evidence.upstream)
+    if table is not None:
+        return table
+    if _is_litellm_answer(evidence):
+        return _gateways.LITELLM
+    # Only an LLM SDK says the host speaks an LLM API; a plain HTTP client's host could be anything.
+    name = name_for_host(host) if by_module(type(evidence.exc).__module__, None) is not None else None
+    return by_name(name) if name is not None else None
+
+
+def _is_litellm_answer(evidence: _Evidence) -> bool:
+    return any(code in _gateways.LITELLM.codes for code in evidence.codes) or (
+        evidence.message is not None and evidence.message.startswith("litellm.")
+    )
+
+
 def _reason(evidence: _Evidence, table: ProviderTable, retry_after: float | None) -> Reason:
+    """The one place where the fields of an answer are weighed. Strongest first:
+
+    1. a transport failure that got no answer at all (no status, no code);
+    2. Google's quota ids, which name the limit's window exactly;
+    3. a specific structured code (``insufficient_quota``, ``overloaded_error``,
+       ``throttlingException``): the provider's table, then the shared vocabulary. A code
+       beats the status: it is the provider saying precisely what the status only hints at;
+    4. the message's text, as a last resort before the status: only where the status leaves
+       room for it (a 400, 403, 429 or 5xx, or none; never a 401, 402 or a timeout), and
+       never an HTML page, which is the edge talking, not the provider;
+    5. the HTTP status; for an error inside a 200 stream, a status its body states;
+    6. a generic code (``server_error``, ``invalid_request_error``, ``api_error``). It names
+       a class of error, so any status says more: a 4xx typed ``server_error`` is the caller's;
+    7. the transport failure, else ``unknown``.
+
+    A rate limit is then refined: a long window or retry-after makes it ``quota``, a single
+    request larger than the per-minute allowance ``context_length``.
+    """
     transport = evidence.facts.transport
     if evidence.status is None and transport is not None and not evidence.codes:
         return transport
 
-    # Structured fields first. Google's quota ids name the limit's window exactly.
     for fragment, reason in table.quota_ids:
         if any(fragment in quota_id for quota_id in evidence.quota_ids):
             return reason
+    generic: Reason | None = None
     for code in evidence.codes:
-        found = table.codes.get(code)
-        if found is not None:
+        found = table.reason_for_code(code)
+        if found is not None and code not in _common.GENERIC_CODES:
             return _refined(found, evidence, retry_after)
+        generic = generic or found
 
-    # Text only where no structured field says it (see each table's ``messages``).
-    message = (evidence.message or "").lower()
-    for fragment, reason in table.messages:
-        if fragment in message:
-            return reason
+    status = evidence.status if evidence.status not in (None, 200) else evidence.body_status
+    if status not in _DECISIVE_STATUSES and not evidence.html and evidence.message:
+        message = evidence.message[:_TEXT_WINDOW].lower()
+        for messages in (table.messages, _common.MESSAGES):
+            for fragment, reason in messages:
+                if fragment in message:
+                    return _refined(reason, evidence, retry_after)
 
-    if evidence.status is not None:
-        return _refined(table.reason_for_status(evidence.status), evidence, retry_after)
+    if status is not None:
+        statuses = UNKNOWN if evidence.html else table
+        return _refined(statuses.reason_for_status(status), evidence, retry_after)
+    if generic is not None:
+        return generic
     return transport or "unknown"
 
 
@@ -376,7 +467,7 @@ def _read(exc: BaseException, told: bool) -> _Evidence | None:
     from_sdk = by_module(type(exc).__module__, None) is not None or facts.package in _HTTP_CLIENT_PACKAGES
     response = _attribute(exc, "response")
     evidence = _Evidence(exc=exc, facts=facts, weight=0)
-    evidence.host = _host(exc, response)
+    evidence.host, evidence.path = _host(exc, response)
     evidence.operation = _str_or_none(_attribute(exc, "operation_name"))
 
     # A status_code alone is not enough: web frameworks' own HTTP exceptions carry one too.
@@ -387,7 +478,10 @@ def _read(exc: BaseException, told: bool) -> _Evidence | None:
         if isinstance(response, dict):  # botocore: the parsed error response
             _read_botocore(evidence, response)
         else:
-            _read_body(evidence, _body(exc, response))
+            _read_body(evidence, _body(exc, response, whole=evidence.host in _WHOLE_BODY_HOSTS), nested=False)
+        if evidence.status is not None and evidence.message is None:
+            # Not JSON: the SDK's message is the body itself (an HTML page, plain text, nothing).
+            _read_text(evidence, _safe_str(exc))
 
     if evidence.status is not None:
         evidence.weight = _MOST_INFORMATIVE if evidence.codes or evidence.message else 2
@@ -441,7 +535,9 @@ def _headers(exc: BaseException, response: Any) -> Any:
     return headers if _attribute(headers, "items") is not None else None
 
 
-_WANTED_HEADERS = frozenset({"retry-after", "retry-after-ms", "x-request-id", "request-id", "x-amzn-requestid"})
+_WANTED_HEADERS = frozenset(
+    {"retry-after", "retry-after-ms", "x-request-id", "request-id", "x-amzn-requestid", "x-amzn-errortype"}
+)
 _WANTED_RAW_HEADERS = frozenset(name.encode() for name in _WANTED_HEADERS)
 
 
@@ -469,7 +565,8 @@ def _wanted_headers(headers: Any) -> dict[str, str]:
     return wanted
 
 
-def _host(exc: BaseException, response: Any) -> str | None:
+def _host(exc: BaseException, response: Any) -> tuple[str | None, str | None]:
+    """The request's host, and its path where a gateway names the provider in it."""
     request = _attribute(exc, "request")
     if request is None and response is not None and not isinstance(response, dict):
         request = _attribute(response, "request")
@@ -483,20 +580,33 @@ def _host(exc: BaseException, response: Any) -> str | None:
         kwargs = _attribute(exc, "kwargs")  # botocore: endpoint_url of transport errors
         url = kwargs.get("endpoint_url") if isinstance(kwargs, dict) else None
     if url is None:
-        return None
+        return None, None
     host = _attribute(url, "host")  # httpx and yarl URLs
     if isinstance(host, str) and host:
-        return host.lower()
+        host = host.lower()
+        return host, (_str_or_none(_attribute(url, "path")) if host in _PATH_HOSTS else None)
     if isinstance(url, str):
         try:
-            return urlsplit(url[:2048]).hostname
+            parts = urlsplit(url[:2048])
         except ValueError:
-            return None
-    return None
+            return None, None
+        return parts.hostname, (parts.path if parts.hostname in _PATH_HOSTS else None)
+    return None, None
 
 
-def _body(exc: BaseException, response: Any) -> Any:
-    body = _attribute(exc, "body")
+# Hosts whose request path says which provider answered.
+_PATH_HOSTS = frozenset(_gateways.CLOUDFLARE.hosts)
+# Gateways whose whole body is read, not only the part the SDK kept.
+_WHOLE_BODY_HOSTS = frozenset(
+    {*_PATH_HOSTS, *_gateways.HELICONE_PROXIES, *_gateways.HELICONE.hosts, *_gateways.PORTKEY.hosts}
+)
+
+
+def _body(exc: BaseException, response: Any, *, whole: bool = False) -> Any:
+    # SDKs keep only the body's "error" part; a gateway's markers sit beside it.
+    body = _whole_content(response) if whole else None
+    if body is None:
+        body = _attribute(exc, "body")
     if body is None:
         details = _attribute(exc, "details")  # google-genai keeps the JSON body here
         if isinstance(details, (dict, list)):
@@ -518,6 +628,11 @@ def _body(exc: BaseException, response: Any) -> Any:
     return body
 
 
+def _whole_content(response: Any) -> str | None:
+    content = _attribute(response, "_content") if response is not None else None
+    return content[:MAX_BODY_CHARS].decode("utf-8", "replace") if isinstance(content, bytes) and content else None
+
+
 def _read_botocore(evidence: _Evidence, response: dict[Any, Any]) -> None:
     error = response.get("Error")
     if isinstance(error, dict):
@@ -526,18 +641,28 @@ def _read_botocore(evidence: _Evidence, response: dict[Any, Any]) -> None:
         evidence.message = _str_or_none(error.get("Message"))
 
 
-def _read_body(evidence: _Evidence, body: Any) -> None:
+def _read_body(evidence: _Evidence, body: Any, *, nested: bool) -> None:
     if isinstance(body, list) and body:
         body = body[0]
     if isinstance(body, str):
-        evidence.message = body
+        _read_text(evidence, body)
         return
     if not isinstance(body, dict):
         return
+    # Gateways' own answers: Cloudflare's and Helicone's {"success": false}, Portkey's {"status": "failure"}.
+    if body.get("success") is False or body.get("status") == "failure":
+        evidence.gateway_own = True
+    provider = body.get("provider")
+    if isinstance(provider, str) and not nested:  # Portkey names the provider it passed the answer from
+        evidence.upstream = canonical_name(provider)
     error = body.get("error")
+    if isinstance(error, list) and error and isinstance(error[0], dict):  # Cloudflare: [{"code": 2009, ...}]
+        error = {key: str(value) if key == "code" else value for key, value in error[0].items()}
     if isinstance(error, str):  # xAI: {"code": "<gRPC status text>", "error": "<message>"}
-        evidence.message = error
+        _read_text(evidence, error)
         return
+    if isinstance(error, int):
+        evidence.body_status = _int_status(error)
     if isinstance(error, dict):
         body = error
 
@@ -547,10 +672,57 @@ def _read_body(evidence: _Evidence, body: Any) -> None:
         _append_code(codes, details.get("error_code"), evidence.status)
     elif isinstance(details, list):  # Google: google.rpc status details
         _read_google_details(evidence, codes, details)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and not nested:
+        _read_openrouter_metadata(evidence, codes, metadata)
     for key in ("code", "type", "status"):
         _append_code(codes, body.get(key), evidence.status)
-    evidence.codes = tuple(codes)
-    evidence.message = _str_or_none(body.get("message")) or _str_or_none(body.get("detail"))
+    inner = body.get("innererror")
+    if isinstance(inner, dict):  # Azure: the content filter's verdict
+        _append_code(codes, inner.get("code"), evidence.status)
+    code = body.get("code")
+    if evidence.body_status is None and isinstance(code, int):
+        evidence.body_status = _int_status(code)
+    evidence.codes = (*evidence.codes, *codes)
+    if evidence.message is None:
+        message = _str_or_none(body.get("message")) or _str_or_none(body.get("detail"))
+        if message is not None:
+            _read_text(evidence, message)
+
+
+def _read_openrouter_metadata(evidence: _Evidence, codes: list[str], metadata: dict[Any, Any]) -> None:
+    raw = metadata.get("raw")
+    if isinstance(raw, str) and raw:
+        # The upstream provider's own answer: its codes and wording say more than "Provider returned error".
+        upstream_body: Any = raw
+        if raw.lstrip()[:1] == "{" and len(raw) <= MAX_BODY_CHARS:
+            try:
+                upstream_body = json.loads(raw)
+            except ValueError:
+                upstream_body = raw
+        _read_body(evidence, upstream_body, nested=True)
+        codes.extend(evidence.codes)
+        evidence.codes = ()
+    name = metadata.get("provider_name")
+    if metadata.get("is_byok") is True and isinstance(name, str):
+        evidence.upstream = canonical_name(name)
+
+
+def _read_text(evidence: _Evidence, text: str) -> None:
+    """A message, a plain-text body or an HTML page; a page is summed up, never carried."""
+    head = text[:512].lstrip()[:256].lower()
+    if head.startswith(("<!doctype", "<html", "<head", "<body", "<?xml")) or "<html" in head:
+        evidence.html = True
+        window = text[:8192].lower()
+        source = next((name for name in _HTML_SOURCES if name in window), None)
+        status = f"HTTP {evidence.status}" if evidence.status is not None else "an answer"
+        evidence.message = f"{status} (HTML page from {source})" if source else f"{status} (HTML page)"
+        return
+    evidence.message = text
+    if text.startswith("litellm."):
+        match = _gateways.LITELLM_PREFIX.match(text[:200])
+        if match is not None:
+            evidence.upstream = canonical_name(match.group(1))
 
 
 def _append_code(codes: list[str], value: object, status: int | None) -> None:
