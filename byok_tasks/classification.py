@@ -604,7 +604,7 @@ _WHOLE_BODY_HOSTS = frozenset(
 
 def _body(exc: BaseException, response: Any, *, whole: bool = False) -> Any:
     # SDKs keep only the body's "error" part; a gateway's markers sit beside it.
-    body = _whole_content(response) if whole else None
+    body: Any = _whole_content(response) if whole else None
     if body is None:
         body = _attribute(exc, "body")
     if body is None:

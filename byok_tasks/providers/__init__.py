@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import get_args
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from ..failure import Reason
@@ -260,11 +260,15 @@ def _checked_reasons(field: str, mapping: object, key_type: type) -> dict[Any, R
     checked: dict[Any, Reason] = {}
     for key, reason in mapping.items():
         if not isinstance(key, key_type) or isinstance(key, bool) or (isinstance(key, str) and not key):
-            raise ProviderRegistrationError(f"{field}: keys must be {'non-empty strings' if key_type is str else 'ints'}, not {key!r}")
-        if key_type is int and not 100 <= key <= 599:
+            raise ProviderRegistrationError(
+                f"{field}: keys must be {'non-empty strings' if key_type is str else 'ints'}, not {key!r}"
+            )
+        if isinstance(key, int) and not 100 <= key <= 599:
             raise ProviderRegistrationError(f"statuses: {key} is not an HTTP status")
         if reason not in _REASONS:
-            raise ProviderRegistrationError(f"{field}[{key!r}]: {reason!r} is not a reason; use one of {', '.join(sorted(_REASONS))}")
+            raise ProviderRegistrationError(
+                f"{field}[{key!r}]: {reason!r} is not a reason; use one of {', '.join(sorted(_REASONS))}"
+            )
         checked[key] = reason
     return checked
 

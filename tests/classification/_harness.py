@@ -117,9 +117,7 @@ class _AsyncLoopback(httpx2.AsyncHTTPTransport):
 def _openai(server: ProviderServer, case: Case) -> openai.OpenAI:
     http_client = httpx2.Client(transport=server.transport(httpx2), timeout=TIMEOUT)
     base_url = case.base_url or "https://api.openai.com/v1"
-    return openai.OpenAI(
-        api_key="sk-test-key", base_url=base_url, max_retries=0, http_client=http_client
-    )
+    return openai.OpenAI(api_key="sk-test-key", base_url=base_url, max_retries=0, http_client=http_client)
 
 
 def _async_openai(server: ProviderServer, case: Case) -> openai.AsyncOpenAI:
@@ -456,8 +454,5 @@ def held_out(case_id: str) -> bool:
 def select(cases: Iterable[Case]) -> list[Any]:
     """The cases to run: ``BYOK_CORPUS=tuning`` leaves the held-out third out, ``held_out`` runs only it."""
     mode = os.environ.get("BYOK_CORPUS", "all")
-    chosen = [
-        case for case in cases if mode == "all" or (mode == "held_out") == held_out(case.id)
-    ]
+    chosen = [case for case in cases if mode == "all" or (mode == "held_out") == held_out(case.id)]
     return [pytest.param(case, id=case.id) for case in chosen]
-

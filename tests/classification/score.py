@@ -60,8 +60,9 @@ def main(mode: str) -> int:
                 right[3] += got == case.expect
                 if got != case.expect:
                     misses.append(f"  {area}/{case.id}: expected {case.expect}, got {got}")
-            print(f"{area:<18} {len(chosen):3} cases  reason {right[0]:3}  provider {right[1]:3}  source {right[2]:3}  all {right[3]:3}")
-            totals = [totals[0] + len(chosen), *(t + r for t, r in zip(totals[1:], right))]
+            scores = f"reason {right[0]:3}  provider {right[1]:3}  source {right[2]:3}  all {right[3]:3}"
+            print(f"{area:<18} {len(chosen):3} cases  {scores}")
+            totals = [totals[0] + len(chosen), *(t + r for t, r in zip(totals[1:], right, strict=True))]
     count = totals[0] or 1
     print(
         f"{'total':<18} {totals[0]:3} cases  reason {totals[1] / count:.0%}  provider {totals[2] / count:.0%}  "

@@ -35,7 +35,16 @@ CASES = [
     Case(
         "anthropic-request-too-large-413",
         "anthropic_messages",
-        json_reply(413, {"type": "error", "error": {"type": "request_too_large", "message": "Request exceeds the maximum allowed number of bytes."}}),
+        json_reply(
+            413,
+            {
+                "type": "error",
+                "error": {
+                    "type": "request_too_large",
+                    "message": "Request exceeds the maximum allowed number of bytes.",
+                },
+            },
+        ),
         ("context_length", "anthropic", "platform"),
         "https://docs.anthropic.com/en/api/errors",
     ),
@@ -181,7 +190,7 @@ CASES = [
                 "error": {
                     "message": "This endpoint's maximum context length is 200000 tokens. However, you requested about "
                     "250000 tokens (242000 of text input, 8000 in the output). Please reduce the length of either "
-                    "one, or use the \"middle-out\" transform to compress your prompt automatically.",
+                    'one, or use the "middle-out" transform to compress your prompt automatically.',
                     "code": 400,
                     "metadata": {"provider_name": None},
                 }

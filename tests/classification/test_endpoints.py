@@ -11,7 +11,9 @@ from tests.support.fixtures import loopback_only_fixture, provider_server_fixtur
 AZURE_V1 = "https://contoso.openai.azure.com/openai/v1/"
 
 
-def openai_error(message: str, code: str | None, kind: str = "invalid_request_error", param: str | None = None) -> dict[str, object]:
+def openai_error(
+    message: str, code: str | None, kind: str = "invalid_request_error", param: str | None = None
+) -> dict[str, object]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -112,14 +114,28 @@ CASES = [
     Case(
         "embeddings-too-many-inputs",
         "openai_embeddings",
-        json_reply(400, openai_error("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", None)),
+        json_reply(
+            400,
+            openai_error(
+                "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
+                None,
+            ),
+        ),
         ("bad_request", "openai", "platform"),
         "https://github.com/openai/openai-python/issues/1049",
     ),
     Case(
         "azure-embeddings-too-many-inputs",
         "openai_embeddings",
-        json_reply(400, {"error": {"code": "OperationNotSupported", "message": "Too many inputs. The max number of inputs is 2048."}}),
+        json_reply(
+            400,
+            {
+                "error": {
+                    "code": "OperationNotSupported",
+                    "message": "Too many inputs. The max number of inputs is 2048.",
+                }
+            },
+        ),
         ("bad_request", "azure_openai", "platform"),
         "https://github.com/langchain-ai/langchain/issues/13243",
         base_url=AZURE_V1,

@@ -14,19 +14,21 @@ from tests.support.fixtures import loopback_only_fixture, provider_server_fixtur
 def cloudflare_page(code: int, title: str) -> str:
     # The shape of Cloudflare's own error pages: https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-5xx-errors/
     return (
-        "<!DOCTYPE html>\n<!--[if lt IE 7]> <html class=\"no-js ie6 oldie\" lang=\"en-US\"> <![endif]-->\n"
-        f"<html class=\"no-js\" lang=\"en-US\"><head><title>api.openai.com | {code}: {title}</title>"
-        "<meta charset=\"UTF-8\" /><link rel=\"stylesheet\" id=\"cf_styles-css\" href=\"/cdn-cgi/styles/main.css\" />"
-        + "<style>body{margin:0;padding:0}</style>" * 40
-        + f"</head><body><div id=\"cf-wrapper\"><h1><span class=\"inline-block\">{title}</span>"
-        f"<span class=\"code-label\">Error code {code}</span></h1>"
-        "<p>Cloudflare Ray ID: <strong class=\"font-semibold\">8f1e2d3c4b5a6978</strong></p></div></body></html>"
+        '<!DOCTYPE html>\n<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> <![endif]-->\n'
+        f'<html class="no-js" lang="en-US"><head><title>api.openai.com | {code}: {title}</title>'
+        '<meta charset="UTF-8" /><link rel="stylesheet" id="cf_styles-css" href="/cdn-cgi/styles/main.css" />'
+        + "<style>body{margin:0;padding:0}</style>"
+        * 40
+        + f'</head><body><div id="cf-wrapper"><h1><span class="inline-block">{title}</span>'
+        f'<span class="code-label">Error code {code}</span></h1>'
+        '<p>Cloudflare Ray ID: <strong class="font-semibold">8f1e2d3c4b5a6978</strong></p></div></body></html>'
     )
 
 
 def nginx_page(status: int, title: str) -> str:
     return (
-        f"<html>\r\n<head><title>{status} {title}</title></head>\r\n<body>\r\n<center><h1>{status} {title}</h1></center>"
+        f"<html>\r\n<head><title>{status} {title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {title}</h1></center>"
         "\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     )
 
@@ -189,13 +191,32 @@ CASES = [
         "openai_chat_stream",
         cut_off(
             stream_reply(
-                (None, {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}),
-                (None, {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": "lo"}}]}),
+                (
+                    None,
+                    {
+                        "id": "c1",
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": "gpt-4o-mini",
+                        "choices": [{"index": 0, "delta": {"content": "Hel"}}],
+                    },
+                ),
+                (
+                    None,
+                    {
+                        "id": "c1",
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": "gpt-4o-mini",
+                        "choices": [{"index": 0, "delta": {"content": "lo"}}],
+                    },
+                ),
             ),
             60,
         ),
         ("connection", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1134 (peer closed connection without sending complete message body)",
+        "https://github.com/openai/openai-python/issues/1134 "
+        "(peer closed connection without sending complete message body)",
     ),
     Case(
         "anthropic-stream-connection-reset",

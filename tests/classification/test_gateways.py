@@ -22,7 +22,10 @@ def openrouter_passthrough(status: int, raw: object, provider: str, is_byok: boo
     metadata: dict[str, object] = {"raw": raw if isinstance(raw, str) else json.dumps(raw), "provider_name": provider}
     if is_byok is not None:
         metadata["is_byok"] = is_byok
-    return json_reply(status, {"error": {"message": "Provider returned error", "code": status, "metadata": metadata}, "user_id": "user_2x"})
+    return json_reply(
+        status,
+        {"error": {"message": "Provider returned error", "code": status, "metadata": metadata}, "user_id": "user_2x"},
+    )
 
 
 CASES = [
@@ -48,7 +51,13 @@ CASES = [
         "openai_chat",
         openrouter_passthrough(
             429,
-            {"type": "error", "error": {"type": "rate_limit_error", "message": "Number of request tokens has exceeded your per-minute rate limit"}},
+            {
+                "type": "error",
+                "error": {
+                    "type": "rate_limit_error",
+                    "message": "Number of request tokens has exceeded your per-minute rate limit",
+                },
+            },
             "Anthropic",
             True,
         ),
@@ -77,7 +86,14 @@ CASES = [
         "openai_chat",
         openrouter_passthrough(
             403,
-            {"error": {"code": "unsupported_country_region_territory", "message": "Country, region, or territory not supported", "param": None, "type": "request_forbidden"}},
+            {
+                "error": {
+                    "code": "unsupported_country_region_territory",
+                    "message": "Country, region, or territory not supported",
+                    "param": None,
+                    "type": "request_forbidden",
+                }
+            },
             "OpenAI",
             None,
         ),
@@ -90,7 +106,13 @@ CASES = [
         "openai_chat",
         openrouter_passthrough(
             400,
-            {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 250000 tokens > 200000 maximum"}},
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "prompt is too long: 250000 tokens > 200000 maximum",
+                },
+            },
             "Anthropic",
             True,
         ),
@@ -103,7 +125,14 @@ CASES = [
         "openai_chat",
         openrouter_passthrough(
             400,
-            {"error": {"type": "invalid_request_error", "code": "invalid_request_error", "message": "Model 'moonshotai/kimi-k2' supports at most 1 image per prompt.", "request_id": "req_1"}},
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "invalid_request_error",
+                    "message": "Model 'moonshotai/kimi-k2' supports at most 1 image per prompt.",
+                    "request_id": "req_1",
+                }
+            },
             "Crucible",
             False,
         ),
@@ -116,7 +145,14 @@ CASES = [
         "openai_chat",
         json_reply(
             401,
-            {"error": {"message": "Incorrect API key provided: sk-****1234.", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}},
+            {
+                "error": {
+                    "message": "Incorrect API key provided: sk-****1234.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            },
         ),
         ("invalid_key", "openai", "byok"),
         "https://developers.cloudflare.com/ai-gateway/providers/openai/ (the provider's body is passed through)",
@@ -126,7 +162,9 @@ CASES = [
     Case(
         "cloudflare-gateway-unauthorized",
         "openai_chat",
-        json_reply(401, {"success": False, "result": [], "messages": [], "error": [{"code": 2009, "message": "Unauthorized"}]}),
+        json_reply(
+            401, {"success": False, "result": [], "messages": [], "error": [{"code": 2009, "message": "Unauthorized"}]}
+        ),
         ("invalid_key", "cloudflare", "platform"),
         CLOUDFLARE_ERRORS,
         base_url=CLOUDFLARE + "/openai",
@@ -134,7 +172,9 @@ CASES = [
     Case(
         "cloudflare-gateway-rate-limited",
         "openai_chat",
-        json_reply(429, {"success": False, "result": [], "messages": [], "error": [{"code": 2003, "message": "Rate limited"}]}),
+        json_reply(
+            429, {"success": False, "result": [], "messages": [], "error": [{"code": 2003, "message": "Rate limited"}]}
+        ),
         ("rate_limit", "cloudflare", "byok"),
         CLOUDFLARE_ERRORS,
         byok=("cloudflare",),
@@ -152,7 +192,16 @@ CASES = [
     Case(
         "cloudflare-groq-passthrough-rate-limit",
         "openai_chat",
-        json_reply(429, {"error": {"message": "Rate limit reached for model `llama-3.3-70b-versatile`", "type": "requests", "code": "rate_limit_exceeded"}}),
+        json_reply(
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached for model `llama-3.3-70b-versatile`",
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                }
+            },
+        ),
         ("rate_limit", "groq", "platform"),
         "https://developers.cloudflare.com/ai-gateway/providers/groq/",
         base_url=CLOUDFLARE + "/groq",
@@ -160,7 +209,17 @@ CASES = [
     Case(
         "cloudflare-deepseek-passthrough-balance",
         "openai_chat",
-        json_reply(402, {"error": {"message": "Insufficient Balance", "type": "unknown_error", "param": None, "code": "invalid_request_error"}}),
+        json_reply(
+            402,
+            {
+                "error": {
+                    "message": "Insufficient Balance",
+                    "type": "unknown_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
+        ),
         ("quota", "deepseek", "byok"),
         "https://developers.cloudflare.com/ai-gateway/providers/deepseek/",
         byok=("deepseek",),
@@ -171,7 +230,14 @@ CASES = [
         "openai_chat",
         json_reply(
             429,
-            {"error": {"message": "You exceeded your current quota, please check your plan and billing details.", "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}},
+            {
+                "error": {
+                    "message": "You exceeded your current quota, please check your plan and billing details.",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            },
         ),
         ("quota", "openai", "byok"),
         "https://docs.helicone.ai/integrations/openai/python (oai.helicone.ai relays OpenAI's answer)",
@@ -181,7 +247,9 @@ CASES = [
     Case(
         "helicone-own-auth",
         "openai_chat",
-        json_reply(401, {"success": False, "error": "Invalid Helicone-Auth header. Please check your Helicone API key."}),
+        json_reply(
+            401, {"success": False, "error": "Invalid Helicone-Auth header. Please check your Helicone API key."}
+        ),
         ("invalid_key", "helicone", "platform"),
         "https://docs.helicone.ai/getting-started/quick-start (Helicone-Auth header)",
         base_url="https://oai.helicone.ai/v1",
@@ -192,7 +260,12 @@ CASES = [
         json_reply(
             400,
             {
-                "error": {"message": "anthropic error: prompt is too long: 210000 tokens > 200000 maximum", "type": "invalid_request_error", "param": None, "code": None},
+                "error": {
+                    "message": "anthropic error: prompt is too long: 210000 tokens > 200000 maximum",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                },
                 "provider": "anthropic",
             },
         ),
@@ -217,7 +290,8 @@ CASES = [
             401,
             {
                 "error": {
-                    "message": "Authentication Error, Invalid proxy server token passed. Received API Key = sk-...abcd, "
+                    "message": "Authentication Error, Invalid proxy server token passed. "
+                    "Received API Key = sk-...abcd, "
                     "Key Hash (Token) =e3b0c442. Unable to find token in cache or `LiteLLM_VerificationTokenTable`",
                     "type": "auth_error",
                     "param": "None",
@@ -237,9 +311,9 @@ CASES = [
             429,
             {
                 "error": {
-                    "message": "litellm.RateLimitError: AnthropicException - {\"type\":\"error\",\"error\":{\"type\":"
-                    "\"rate_limit_error\",\"message\":\"Number of request tokens has exceeded your per-minute rate "
-                    "limit\"}}. Received Model Group=claude-sonnet\nAvailable Model Group Fallbacks=None",
+                    "message": 'litellm.RateLimitError: AnthropicException - {"type":"error","error":{"type":'
+                    '"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate '
+                    'limit"}}. Received Model Group=claude-sonnet\nAvailable Model Group Fallbacks=None',
                     "type": "throttling_error",
                     "param": None,
                     "code": "429",

@@ -14,7 +14,11 @@ BEDROCK_ERRORS = "https://docs.aws.amazon.com/bedrock/latest/userguide/troublesh
 
 def aws_reply(status: int, error_type: str, message: str) -> object:
     # Bedrock's REST answers carry the exception name only in this header; the body has the message.
-    return json_reply(status, {"message": message}, headers={"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
+    return json_reply(
+        status,
+        {"message": message},
+        headers={"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+    )
 
 
 def google_error(code: int, status: str, message: str) -> dict[str, object]:

@@ -18,7 +18,9 @@ CASES = [
     Case(
         "4xx-beats-type-server-error",
         "openai_chat",
-        json_reply(400, openai_error("Invalid schema for function 'lookup': 'object' is not valid.", None, "server_error")),
+        json_reply(
+            400, openai_error("Invalid schema for function 'lookup': 'object' is not valid.", None, "server_error")
+        ),
         ("bad_request", "openai", "platform"),
         "https://github.com/openai/openai-python/issues/1795 (a 400 typed server_error)",
     ),
@@ -49,7 +51,11 @@ CASES = [
         "openai_chat",
         json_reply(
             403,
-            openai_error("Country, region, or territory not supported", "unsupported_country_region_territory", "request_forbidden"),
+            openai_error(
+                "Country, region, or territory not supported",
+                "unsupported_country_region_territory",
+                "request_forbidden",
+            ),
         ),
         ("permission", "openai", "platform"),
         "https://github.com/openai/openai-python/issues/1736",
@@ -78,7 +84,13 @@ CASES = [
         "openai_chat",
         json_reply(
             503,
-            {"error": {"message": "Engine is currently overloaded, please try again later", "type": "server_error", "code": "engine_overloaded"}},
+            {
+                "error": {
+                    "message": "Engine is currently overloaded, please try again later",
+                    "type": "server_error",
+                    "code": "engine_overloaded",
+                }
+            },
         ),
         ("overloaded", "openai", "platform"),
         "https://github.com/openai/openai-python/issues/399",
@@ -95,7 +107,13 @@ CASES = [
         "anthropic_messages",
         json_reply(
             400,
-            {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 200001 tokens > 200000 maximum"}},
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "prompt is too long: 200001 tokens > 200000 maximum",
+                },
+            },
         ),
         ("context_length", "anthropic", "platform"),
         "https://github.com/sojohnnysaid/project-guide/issues/2",
@@ -103,7 +121,18 @@ CASES = [
     Case(
         "stream-200-reason-from-event",
         "openai_chat_stream",
-        stream_reply((None, {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota", "code": "insufficient_quota"}})),
+        stream_reply(
+            (
+                None,
+                {
+                    "error": {
+                        "message": "You exceeded your current quota.",
+                        "type": "insufficient_quota",
+                        "code": "insufficient_quota",
+                    }
+                },
+            )
+        ),
         ("quota", "openai", "platform"),
         "https://platform.openai.com/docs/guides/error-codes (a 429 body relayed in a stream)",
     ),
@@ -112,7 +141,13 @@ CASES = [
         "openai_chat",
         json_reply(
             429,
-            {"error": {"code": "429", "message": "Requests to the Embeddings_Create Operation have exceeded call rate limit of your current pricing tier."}},
+            {
+                "error": {
+                    "code": "429",
+                    "message": "Requests to the Embeddings_Create Operation have exceeded call rate limit of "
+                    "your current pricing tier.",
+                }
+            },
             headers={"retry-after": "86400"},
         ),
         ("quota", "azure_openai", "platform"),

@@ -23,7 +23,10 @@ CASES = [
     Case(
         "openai-billing-hard-limit-chat",
         "openai_chat",
-        json_reply(400, openai_error("Billing hard limit has been reached", "billing_hard_limit_reached", "invalid_request_error")),
+        json_reply(
+            400,
+            openai_error("Billing hard limit has been reached", "billing_hard_limit_reached", "invalid_request_error"),
+        ),
         ("quota", "openai", "byok"),
         "https://github.com/openai/openai-python/issues/1114",
         byok=("openai",),
@@ -57,7 +60,9 @@ CASES = [
         "openai_chat",
         json_reply(
             429,
-            openai_error("This project has reached its monthly spend limit.", "project_spend_limit_exceeded", "requests"),
+            openai_error(
+                "This project has reached its monthly spend limit.", "project_spend_limit_exceeded", "requests"
+            ),
         ),
         ("quota", "openai", "byok"),
         OPENAI_ERROR_CODES,
@@ -125,7 +130,14 @@ CASES = [
         "openai_chat",
         json_reply(
             402,
-            {"error": {"message": "Insufficient Balance", "type": "unknown_error", "param": None, "code": "invalid_request_error"}},
+            {
+                "error": {
+                    "message": "Insufficient Balance",
+                    "type": "unknown_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
         ),
         ("quota", "deepseek", "byok"),
         "https://api-docs.deepseek.com/quick_start/error_codes",
@@ -203,7 +215,8 @@ CASES = [
                             "@type": "type.googleapis.com/google.rpc.QuotaFailure",
                             "violations": [
                                 {
-                                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                    "quotaMetric": "generativelanguage.googleapis.com/"
+                                    "generate_content_free_tier_requests",
                                     "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
                                 }
                             ],
@@ -238,7 +251,12 @@ CASES = [
         "openai_chat",
         json_reply(
             429,
-            {"error": {"code": "insufficient_quota", "message": "Insufficient quota. Please check your plan and billing details."}},
+            {
+                "error": {
+                    "code": "insufficient_quota",
+                    "message": "Insufficient quota. Please check your plan and billing details.",
+                }
+            },
         ),
         ("quota", "azure_openai", "platform"),
         "https://learn.microsoft.com/azure/ai-services/openai/reference",

@@ -250,7 +250,13 @@ CASES = [
         stream_reply(
             (
                 None,
-                {"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}},
+                {
+                    "error": {
+                        "code": 429,
+                        "message": "Resource has been exhausted (e.g. check quota).",
+                        "status": "RESOURCE_EXHAUSTED",
+                    }
+                },
             )
         ),
         ("rate_limit", "google", "platform"),

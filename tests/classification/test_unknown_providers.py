@@ -27,7 +27,11 @@ CASES = [
         "openai_chat",
         json_reply(
             401,
-            openai_error("Authentication Fails, Your api key: ****abcd is invalid", "invalid_request_error", "authentication_error"),
+            openai_error(
+                "Authentication Fails, Your api key: ****abcd is invalid",
+                "invalid_request_error",
+                "authentication_error",
+            ),
         ),
         ("invalid_key", "deepseek", "byok"),
         DEEPSEEK_ERRORS,
@@ -100,7 +104,10 @@ CASES = [
     Case(
         "together-429",
         "openai_chat",
-        json_reply(429, openai_error("You are on tier Free, which offers 3 queries per minute for this model.", None, "rate_limit")),
+        json_reply(
+            429,
+            openai_error("You are on tier Free, which offers 3 queries per minute for this model.", None, "rate_limit"),
+        ),
         ("rate_limit", "together", "byok"),
         "https://docs.together.ai/docs/rate-limits",
         byok=("together",),
@@ -109,7 +116,16 @@ CASES = [
     Case(
         "fireworks-401-invalid-key",
         "openai_chat",
-        json_reply(401, {"error": {"object": "error", "type": "invalid_request_error", "message": "The API key you provided is invalid."}}),
+        json_reply(
+            401,
+            {
+                "error": {
+                    "object": "error",
+                    "type": "invalid_request_error",
+                    "message": "The API key you provided is invalid.",
+                }
+            },
+        ),
         ("invalid_key", "fireworks", "byok"),
         "https://docs.fireworks.ai/troubleshooting/status_error_codes/http_codes",
         byok=("fireworks",),
@@ -120,7 +136,13 @@ CASES = [
         "openai_chat",
         json_reply(
             404,
-            {"error": {"object": "error", "type": "invalid_request_error", "message": "Model not found, inaccessible, and/or not deployed"}},
+            {
+                "error": {
+                    "object": "error",
+                    "type": "invalid_request_error",
+                    "message": "Model not found, inaccessible, and/or not deployed",
+                }
+            },
         ),
         ("model_not_found", "fireworks", "platform"),
         "https://github.com/continuedev/continue/issues/1974",
@@ -178,7 +200,10 @@ CASES = [
     Case(
         "cerebras-wrong-api-key",
         "openai_chat",
-        json_reply(401, {"message": "Wrong API Key", "type": "invalid_request_error", "param": "api_key", "code": "wrong_api_key"}),
+        json_reply(
+            401,
+            {"message": "Wrong API Key", "type": "invalid_request_error", "param": "api_key", "code": "wrong_api_key"},
+        ),
         ("invalid_key", "cerebras", "platform"),
         "https://inference-docs.cerebras.ai/support/error",
         base_url=CEREBRAS,
@@ -195,7 +220,12 @@ CASES = [
     Case(
         "dashscope-data-inspection-failed",
         "openai_chat",
-        json_reply(400, openai_error("Input data may contain inappropriate content.", "data_inspection_failed", "data_inspection_failed")),
+        json_reply(
+            400,
+            openai_error(
+                "Input data may contain inappropriate content.", "data_inspection_failed", "data_inspection_failed"
+            ),
+        ),
         ("content_filter", "dashscope", "platform"),
         "https://www.alibabacloud.com/help/en/model-studio/error-code",
         base_url=DASHSCOPE,
@@ -203,7 +233,12 @@ CASES = [
     Case(
         "dashscope-throttling",
         "openai_chat",
-        json_reply(429, openai_error("Requests rate limit exceeded, please try again later.", "Throttling.RateQuota", "Throttling.RateQuota")),
+        json_reply(
+            429,
+            openai_error(
+                "Requests rate limit exceeded, please try again later.", "Throttling.RateQuota", "Throttling.RateQuota"
+            ),
+        ),
         ("rate_limit", "dashscope", "platform"),
         "https://www.alibabacloud.com/help/en/model-studio/error-code",
         base_url=DASHSCOPE,

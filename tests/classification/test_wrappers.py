@@ -23,7 +23,11 @@ def openai_error(message: str, code: str | None, kind: str = "invalid_request_er
 
 
 INVALID_KEY = openai_error("Incorrect API key provided: sk-test-****-key.", "invalid_api_key")
-QUOTA = openai_error("You exceeded your current quota, please check your plan and billing details.", "insufficient_quota", "insufficient_quota")
+QUOTA = openai_error(
+    "You exceeded your current quota, please check your plan and billing details.",
+    "insufficient_quota",
+    "insufficient_quota",
+)
 CONTEXT = openai_error(
     "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.",
     "context_length_exceeded",
@@ -69,7 +73,17 @@ CASES = [
     Case(
         "litellm-deepseek-insufficient-balance",
         "litellm_completion",
-        json_reply(402, {"error": {"message": "Insufficient Balance", "type": "unknown_error", "param": None, "code": "invalid_request_error"}}),
+        json_reply(
+            402,
+            {
+                "error": {
+                    "message": "Insufficient Balance",
+                    "type": "unknown_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
+        ),
         ("quota", "deepseek", "byok"),
         "https://api-docs.deepseek.com/quick_start/error_codes",
         byok=("deepseek",),
@@ -78,7 +92,16 @@ CASES = [
     Case(
         "litellm-groq-rate-limit",
         "litellm_completion",
-        json_reply(429, {"error": {"message": "Rate limit reached for model `llama-3.3-70b-versatile`", "type": "requests", "code": "rate_limit_exceeded"}}),
+        json_reply(
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached for model `llama-3.3-70b-versatile`",
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                }
+            },
+        ),
         ("rate_limit", "groq", "platform"),
         "https://console.groq.com/docs/errors",
         options={"model": "groq/llama-3.3-70b-versatile"},
@@ -86,7 +109,9 @@ CASES = [
     Case(
         "litellm-openai-content-policy",
         "litellm_completion",
-        json_reply(400, openai_error("Your request was rejected as a result of our safety system.", "content_policy_violation")),
+        json_reply(
+            400, openai_error("Your request was rejected as a result of our safety system.", "content_policy_violation")
+        ),
         ("content_filter", "openai", "platform"),
         "https://docs.litellm.ai/docs/exception_mapping (ContentPolicyViolationError)",
     ),
@@ -101,7 +126,17 @@ CASES = [
     Case(
         "pydantic-ai-deepseek-invalid-key",
         "pydantic_ai_agent",
-        json_reply(401, {"error": {"message": "Authentication Fails, Your api key: ****abcd is invalid", "type": "authentication_error", "param": None, "code": "invalid_request_error"}}),
+        json_reply(
+            401,
+            {
+                "error": {
+                    "message": "Authentication Fails, Your api key: ****abcd is invalid",
+                    "type": "authentication_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
+        ),
         ("invalid_key", "deepseek", "byok"),
         "https://api-docs.deepseek.com/quick_start/error_codes",
         byok=("deepseek",),
@@ -110,7 +145,17 @@ CASES = [
     Case(
         "pydantic-ai-overloaded-503",
         "pydantic_ai_agent",
-        json_reply(503, {"error": {"message": "The engine is currently overloaded, please try again later.", "type": "server_error", "param": None, "code": None}}),
+        json_reply(
+            503,
+            {
+                "error": {
+                    "message": "The engine is currently overloaded, please try again later.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+        ),
         ("overloaded", "openai", "platform"),
         "https://github.com/pydantic/pydantic-ai/issues/1174",
     ),
@@ -140,7 +185,11 @@ CASES = [
     Case(
         "langchain-bedrock-converse-throttling",
         "langchain_bedrock",
-        json_reply(429, {"message": "Too many requests, please wait before trying again."}, headers={"x-amzn-ErrorType": "ThrottlingException"}),
+        json_reply(
+            429,
+            {"message": "Too many requests, please wait before trying again."},
+            headers={"x-amzn-ErrorType": "ThrottlingException"},
+        ),
         ("rate_limit", "bedrock", "byok"),
         "https://github.com/langchain-ai/langchain-aws/issues/239",
         byok=("bedrock",),
@@ -156,7 +205,17 @@ CASES = [
     Case(
         "langchain-groq-rate-limit",
         "langchain_groq",
-        json_reply(429, {"error": {"message": "Rate limit reached for model `llama-3.3-70b-versatile` on requests per minute (RPM): Limit 30, Used 30, Requested 1.", "type": "requests", "code": "rate_limit_exceeded"}}),
+        json_reply(
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached for model `llama-3.3-70b-versatile` on requests per minute "
+                    "(RPM): Limit 30, Used 30, Requested 1.",
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                }
+            },
+        ),
         ("rate_limit", "groq", "byok"),
         "https://github.com/langchain-ai/langchain/issues/24375",
         byok=("groq",),
@@ -172,7 +231,16 @@ CASES = [
     Case(
         "langchain-mistral-rate-limited",
         "langchain_mistral",
-        json_reply(429, {"object": "error", "message": "Requests rate limit exceeded", "type": "rate_limited", "param": None, "code": "1300"}),
+        json_reply(
+            429,
+            {
+                "object": "error",
+                "message": "Requests rate limit exceeded",
+                "type": "rate_limited",
+                "param": None,
+                "code": "1300",
+            },
+        ),
         ("rate_limit", "mistral", "platform"),
         "https://docs.mistral.ai/resources/error-glossary",
     ),
