@@ -619,7 +619,7 @@ def _body(exc: BaseException, response: Any, *, whole: bool = False) -> Any:
     if isinstance(body, bytes):
         body = body[:MAX_BODY_CHARS].decode("utf-8", "replace")
     if isinstance(body, str):
-        stripped = body.lstrip()[:1]
+        stripped = body[:256].lstrip()[:1]
         if stripped in ("{", "[", '"') and len(body) <= MAX_BODY_CHARS:
             try:
                 return json.loads(body)
@@ -695,7 +695,7 @@ def _read_openrouter_metadata(evidence: _Evidence, codes: list[str], metadata: d
     if isinstance(raw, str) and raw:
         # The upstream provider's own answer: its codes and wording say more than "Provider returned error".
         upstream_body: Any = raw
-        if raw.lstrip()[:1] == "{" and len(raw) <= MAX_BODY_CHARS:
+        if raw[:256].lstrip()[:1] == "{" and len(raw) <= MAX_BODY_CHARS:
             try:
                 upstream_body = json.loads(raw)
             except ValueError:
@@ -713,7 +713,8 @@ def _read_text(evidence: _Evidence, text: str) -> None:
     head = text[:512].lstrip()[:256].lower()
     if head.startswith(("<!doctype", "<html", "<head", "<body", "<?xml")) or "<html" in head:
         evidence.html = True
-        window = text[:8192].lower()
+        # Servers sign their pages in the title or at the foot (Cloudflare's Ray ID, nginx's <hr>).
+        window = (text[:1024] + text[-1024:]).lower()
         source = next((name for name in _HTML_SOURCES if name in window), None)
         status = f"HTTP {evidence.status}" if evidence.status is not None else "an answer"
         evidence.message = f"{status} (HTML page from {source})" if source else f"{status} (HTML page)"
