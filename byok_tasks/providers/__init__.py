@@ -39,6 +39,7 @@ from .table import DEFAULT_STATUSES, ProviderTable
 
 __all__ = [
     "DEFAULT_STATUSES",
+    "GATEWAYS",
     "PROVIDERS",
     "UNKNOWN",
     "ProviderRegistrationError",
@@ -51,6 +52,8 @@ __all__ = [
     "register_provider",
 ]
 
+# The providers, and the providers registered with register_provider: the names
+# byok_context knows, and (built-in ones) the web middleware's default key headers.
 BUILT_IN: tuple[ProviderTable, ...] = (
     openai.TABLE,
     azure_openai.TABLE,
@@ -68,14 +71,11 @@ BUILT_IN: tuple[ProviderTable, ...] = (
     perplexity.TABLE,
     cerebras.TABLE,
     dashscope.TABLE,
-    gateways.LITELLM,
-    gateways.CLOUDFLARE,
-    gateways.HELICONE,
-    gateways.PORTKEY,
 )
-# Every table, built in and registered; rebound (never mutated) by register_provider, so
-# that a reader holding the old tuple keeps a consistent one.
+# Rebound (never mutated) by register_provider, so that a reader holding the old tuple keeps a consistent one.
 PROVIDERS: tuple[ProviderTable, ...] = BUILT_IN
+# Gateways in front of providers: their own failures (key, budget) are theirs.
+GATEWAYS: tuple[ProviderTable, ...] = (gateways.LITELLM, gateways.CLOUDFLARE, gateways.HELICONE, gateways.PORTKEY)
 
 # Errors from a provider nobody named still get the reading any LLM API would get.
 UNKNOWN = ProviderTable(name="unknown")
@@ -89,11 +89,12 @@ def _index() -> None:
     global _HOST_PATTERNS
     _BY_NAME.clear()
     _BY_HOST.clear()
-    for table in PROVIDERS:
+    tables = (*GATEWAYS, *PROVIDERS)
+    for table in tables:
         _BY_NAME[table.name] = table
         for host in table.hosts:
             _BY_HOST[host] = table
-    _HOST_PATTERNS = tuple(table for table in PROVIDERS if table.host_pattern is not None)
+    _HOST_PATTERNS = tuple(table for table in tables if table.host_pattern is not None)
     by_host.cache_clear()
 
 
@@ -176,7 +177,7 @@ def canonical_name(name: str) -> str | None:
     alias = gateways.ALIASES.get(squashed)
     if alias is not None:
         return alias
-    for table in PROVIDERS:
+    for table in (*PROVIDERS, *GATEWAYS):
         if table.name.replace("_", "") == squashed:
             return table.name
     return squashed[:32] if _NAME.fullmatch(squashed[:32]) else None
@@ -212,7 +213,7 @@ def register_provider(
     global PROVIDERS
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ProviderRegistrationError("name must be up to 32 lowercase letters, digits, '_', '.', '-'")
-    if any(table.name == name for table in BUILT_IN):
+    if any(table.name == name for table in (*BUILT_IN, *GATEWAYS)):
         raise ProviderRegistrationError(f"{name!r} is built in; register your own name for a variant of it")
     if isinstance(hosts, str):
         raise ProviderRegistrationError("hosts must be a collection of host names, not a single string")

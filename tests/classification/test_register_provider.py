@@ -78,9 +78,7 @@ def test_a_registered_provider_is_known_to_byok_context(caplog: pytest.LogCaptur
     assert not caplog.records
 
 
-@pytest.mark.parametrize(
-    "name", ["deepseek", "together", "fireworks", "perplexity", "cerebras", "dashscope", "litellm"]
-)
+@pytest.mark.parametrize("name", ["deepseek", "together", "fireworks", "perplexity", "cerebras", "dashscope"])
 def test_tabled_providers_raise_no_unknown_provider_warning(name: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="byok_tasks.context"), byok_context("u1", providers=[name]):
         pass
