@@ -1,8 +1,8 @@
 """Gateways: LiteLLM proxy, Cloudflare AI Gateway, Helicone, Portkey (OpenRouter has its own module).
 
 A gateway answers for itself when its own key or budget fails, and passes the provider's
-answer through otherwise. :func:`byok_tasks.classification` asks :func:`upstream` which
-provider a passed-through answer came from; these tables read the gateway's own failures.
+answer through otherwise. The classifier names the provider behind the gateway from what
+is below (the path, the body's markers); these tables read the gateway's own failures.
 
 - Cloudflare AI Gateway names the provider in the path,
   ``/v1/{account}/{gateway}/{provider}/...``; its own errors are ``{"success": false,
