@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .failure import Reason
 from .providers import by_module, canonical_name
+from .providers import common as _common
 from .providers import gateways as _gateways
 
 __all__ = [
@@ -52,6 +53,8 @@ class TypeFacts:
     qualified_name: str
     package: str
     transport: Reason | None
+    # A wrapper library's exception class that names the cause (LiteLLM's ContextWindowExceededError).
+    class_code: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,7 +109,8 @@ def _read_type(cls: type[BaseException]) -> TypeFacts:
             transport = "timeout"
         elif any(marker in name for name in names for marker in _CONNECTION_NAMES):
             transport = "connection"
-    return TypeFacts(qualified_name=f"{cls.__module__}.{cls.__qualname__}", package=package, transport=transport)
+    class_code = next((name for name in names if name in _common.CLASS_CODES), None)
+    return TypeFacts(f"{cls.__module__}.{cls.__qualname__}", package, transport, class_code)
 
 
 def read_safely(exc: BaseException, told: bool) -> Evidence | None:
@@ -138,6 +142,8 @@ def _read(exc: BaseException, told: bool) -> Evidence | None:
         if evidence.status is not None and evidence.message is None:
             # Not JSON: the SDK's message is the body itself (an HTML page, plain text, nothing).
             _read_text(evidence, safe_str(exc))
+        if facts.class_code is not None:
+            evidence.codes = (*evidence.codes, facts.class_code)
 
     if evidence.status is not None:
         evidence.weight = MOST_INFORMATIVE if evidence.codes or evidence.message else 2

@@ -16,9 +16,18 @@ from collections.abc import Mapping
 
 from ..failure import Reason
 
-__all__ = ["CODES", "GENERIC_CODES", "MESSAGES"]
+__all__ = ["CLASS_CODES", "CODES", "GENERIC_CODES", "MESSAGES"]
+
+# Exception classes of wrapper libraries whose name is the cause, read like a code
+# (LiteLLM raises these with a plain 400 or 429 status).
+CLASS_CODES: Mapping[str, Reason] = {
+    "ContextWindowExceededError": "context_length",
+    "ContentPolicyViolationError": "content_filter",
+    "BudgetExceededError": "quota",
+}
 
 CODES: Mapping[str, Reason] = {
+    **CLASS_CODES,
     # invalid_key
     "invalid_api_key": "invalid_key",
     "wrong_api_key": "invalid_key",
@@ -141,6 +150,10 @@ MESSAGES: tuple[tuple[str, Reason], ...] = (
     ("maximum context length", "context_length"),
     ("context window", "context_length"),
     ("exceed context limit", "context_length"),
+    ("exceeds the context limit", "context_length"),
+    ("maximum input length", "context_length"),
+    ("input too long", "context_length"),
+    ("expected maxlength", "context_length"),
     ("prompt is too long", "context_length"),
     ("input is too long", "context_length"),
     ("input token count", "context_length"),
@@ -155,6 +168,9 @@ MESSAGES: tuple[tuple[str, Reason], ...] = (
     ("content management policy", "content_filter"),
     ("content filtering policy", "content_filter"),
     ("inappropriate content", "content_filter"),
+    ("content policy", "content_filter"),
+    ("usage policy", "content_filter"),
+    ("flagged by moderation", "content_filter"),
     ("organization must be verified", "permission"),
     ("territory not supported", "permission"),
     ("incorrect api key", "invalid_key"),
