@@ -132,28 +132,29 @@ def by_module(module: str, operation: str | None) -> ProviderTable | None:
     return None
 
 
-# Labels that say what a host does, not whose it is: skipped when naming a host.
-_SERVICE_LABELS = frozenset(
+# Labels that say what a host does, not whose it is, and the domains reserved for
+# documentation (RFC 2606): never a provider's name.
+_NOT_NAMES = frozenset(
     {"api", "apis", "www", "inference", "llm", "llms", "ai", "gateway", "gw", "proxy", "openai", "v1", "prod"}
-    | {"chat", "models", "model", "serving", "endpoint", "endpoints", "app", "cloud", "compatible", "router"}
+    | {"example", "test", "invalid", "localhost", "local", "internal", "lan", "home", "corp"}
 )
 # Second-level labels of two-label public suffixes (acme.co.uk, acme.com.cn).
 _SECOND_LEVEL = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or"})
-_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+")
 _IP_ADDRESS = re.compile(r"[0-9.]+|\[?[0-9a-f:]+\]?")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 
 
 @lru_cache(maxsize=256)
 def name_for_host(host: str) -> str | None:
-    """The provider name for a host no table claims: the first label that names an organisation.
+    """The provider name for a host no table claims: its registrable name.
 
-    The rule: drop the public suffix (``com``, ``ai``, or two labels such as ``co.uk``),
-    then skip the leading labels that name a service rather than an owner (``api``,
-    ``inference``, ``gateway``, region names such as ``us-east-1``); the first label left is
-    the name. So ``api.deepseek.com`` is ``deepseek``, ``api.foo-ai.example.com`` is
-    ``foo-ai``, ``inference.acme-llm.io`` is ``acme-llm``. IP addresses and ``localhost``
-    name no one: ``None``.
+    The rule: drop the public suffix (``com``, ``ai``, or two labels such as ``co.uk``);
+    the label left of it, the one its owner registered, is the name. Where that label is
+    not an owner's name — a domain reserved for documentation (``example.com``) or a word
+    for a service (``api``, ``gateway``) — the next label to its left is tried. So
+    ``api.deepseek.com`` is ``deepseek``, ``integrate.api.nvidia.com`` is ``nvidia``,
+    ``api.foo-ai.example.com`` is ``foo-ai``. IP addresses and ``localhost`` name no one:
+    ``None``.
     """
     host = host.lower().rstrip(".")
     if not host or host == "localhost" or _IP_ADDRESS.fullmatch(host):
@@ -163,8 +164,8 @@ def name_for_host(host: str) -> str | None:
         labels.pop()
     if len(labels) > 1 and labels[-1] in _SECOND_LEVEL:
         labels.pop()
-    for label in labels:
-        if label not in _SERVICE_LABELS and not _REGION.fullmatch(label) and _NAME.fullmatch(label):
+    for label in reversed(labels):
+        if label not in _NOT_NAMES and _NAME.fullmatch(label):
             return label
     return None
 

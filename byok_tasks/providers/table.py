@@ -72,7 +72,8 @@ DEFAULT_STATUSES: Mapping[int, Reason] = {
     504: "timeout",
     529: "overloaded",
     # Cloudflare's own answers when the origin behind it fails: unknown error, origin down,
-    # connection timed out, origin unreachable, timeout occurred, TLS handshake failed.
+    # connection timed out, origin unreachable, timeout occurred, TLS handshake failed,
+    # origin's name not resolved (530).
     520: "server_error",
     521: "connection",
     522: "timeout",
@@ -80,4 +81,5 @@ DEFAULT_STATUSES: Mapping[int, Reason] = {
     524: "timeout",
     525: "connection",
     526: "connection",
+    530: "connection",
 }
