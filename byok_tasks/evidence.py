@@ -311,12 +311,13 @@ def _read_body(evidence: Evidence, body: Any, *, nested: bool) -> None:
         return
     if not isinstance(body, dict):
         return
-    # Gateways' own answers: Cloudflare's and Helicone's {"success": false}, Portkey's {"status": "failure"}.
-    if body.get("success") is False or body.get("status") == "failure":
-        evidence.gateway_own = True
-    provider = body.get("provider")
-    if isinstance(provider, str) and not nested:  # Portkey names the provider it passed the answer from
-        evidence.upstream = canonical_name(provider)
+    if not nested:
+        # Gateways' own answers: Cloudflare's and Helicone's {"success": false}, Portkey's {"status": "failure"}.
+        if body.get("success") is False or body.get("status") == "failure":
+            evidence.gateway_own = True
+        provider = body.get("provider")
+        if isinstance(provider, str):  # Portkey names the provider it passed the answer from
+            evidence.upstream = canonical_name(provider)
     error = body.get("error")
     if isinstance(error, list) and error and isinstance(error[0], dict):  # Cloudflare: [{"code": 2009, ...}]
         error = {key: str(value) if key == "code" else value for key, value in error[0].items()}
@@ -372,8 +373,8 @@ def _read_openrouter_metadata(evidence: Evidence, codes: list[str], metadata: di
 
 def _read_text(evidence: Evidence, text: str) -> None:
     """A message, a plain-text body or an HTML page; a page is summed up, never carried."""
-    head = text[:512].lstrip()[:256].lower()
-    if head.startswith(("<!doctype", "<html", "<head", "<body", "<?xml")) or "<html" in head:
+    head = text[:256]
+    if "<" in head and _looks_like_html(head.lstrip().lower()):
         evidence.html = True
         # Servers sign their pages in the title or at the foot (Cloudflare's Ray ID, nginx's <hr>).
         window = (text[:1024] + text[-1024:]).lower()
@@ -386,6 +387,10 @@ def _read_text(evidence: Evidence, text: str) -> None:
         match = _gateways.LITELLM_PREFIX.match(text[:200])
         if match is not None:
             evidence.upstream = canonical_name(match.group(1))
+
+
+def _looks_like_html(head: str) -> bool:
+    return head.startswith(("<!doctype", "<html", "<head", "<body", "<?xml")) or "<html" in head
 
 
 def _append_code(codes: list[str], value: object, status: int | None) -> None:
