@@ -29,7 +29,7 @@ CASES = [
             },
         ),
         ("context_length", "anthropic", "byok"),
-        "https://github.com/anthropics/claude-code/issues/2046",
+        "https://docs.anthropic.com/en/api/errors (body reconstructed in that shape)",
         byok=("anthropic",),
     ),
     Case(
@@ -59,7 +59,7 @@ CASES = [
             ),
         ),
         ("context_length", "openai", "platform"),
-        "https://github.com/run-llama/llama_index/issues/7993",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "openai-string-too-long",
@@ -73,7 +73,7 @@ CASES = [
             ),
         ),
         ("context_length", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1711",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "deepseek-maximum-context-length",
@@ -87,7 +87,7 @@ CASES = [
             ),
         ),
         ("context_length", "deepseek", "byok"),
-        "https://github.com/deepseek-ai/DeepSeek-V3/issues/373",
+        "https://api-docs.deepseek.com/quick_start/error_codes (body reconstructed in that shape)",
         byok=("deepseek",),
         base_url="https://api.deepseek.com/v1",
     ),
@@ -100,7 +100,8 @@ CASES = [
             headers={"x-amzn-ErrorType": "ValidationException"},
         ),
         ("context_length", "bedrock", "platform"),
-        "https://github.com/aws/amazon-q-developer-cli/issues/1183",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
     ),
     Case(
         "bedrock-converse-max-context-llama",
@@ -111,7 +112,8 @@ CASES = [
             headers={"x-amzn-ErrorType": "ValidationException"},
         ),
         ("context_length", "bedrock", "byok"),
-        "https://github.com/langchain-ai/langchain-aws/issues/198",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
         byok=("bedrock",),
     ),
     Case(
@@ -130,7 +132,7 @@ CASES = [
             },
         ),
         ("context_length", "groq", "platform"),
-        "https://github.com/crewAIInc/crewAI/issues/1342",
+        "https://console.groq.com/docs/errors (body reconstructed in that shape)",
     ),
     Case(
         "together-inputs-plus-max-new-tokens",
@@ -143,7 +145,7 @@ CASES = [
             ),
         ),
         ("context_length", "together", "platform"),
-        "https://github.com/togethercomputer/together-python/issues/98",
+        "https://docs.together.ai/docs/error-codes (body reconstructed in that shape)",
         base_url="https://api.together.xyz/v1",
     ),
     Case(
@@ -160,7 +162,7 @@ CASES = [
             },
         ),
         ("context_length", "fireworks", "byok"),
-        "https://github.com/continuedev/continue/issues/2841",
+        "https://docs.fireworks.ai/troubleshooting/status_error_codes/http_codes (body reconstructed in that shape)",
         byok=("fireworks",),
         base_url="https://api.fireworks.ai/inference/v1",
     ),
@@ -197,7 +199,7 @@ CASES = [
             },
         ),
         ("context_length", "openrouter", "byok"),
-        "https://github.com/cline/cline/issues/1407",
+        "https://openrouter.ai/docs/api-reference/errors (body reconstructed in that shape)",
         byok=("openrouter",),
         base_url="https://openrouter.ai/api/v1",
     ),
@@ -212,7 +214,7 @@ CASES = [
             },
         ),
         ("context_length", "xai", "platform"),
-        "https://github.com/cline/cline/issues/2128",
+        "the xAI body shape of tests/test_classify_xai.py (body reconstructed in that shape)",
         base_url="https://api.x.ai/v1",
     ),
     Case(
@@ -230,7 +232,7 @@ CASES = [
             },
         ),
         ("context_length", "dashscope", "byok"),
-        "https://github.com/QwenLM/Qwen2.5/issues/1003",
+        "https://www.alibabacloud.com/help/en/model-studio/error-code (body reconstructed in that shape)",
         byok=("dashscope",),
         base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
     ),
@@ -249,7 +251,7 @@ CASES = [
             },
         ),
         ("context_length", "mistral", "platform"),
-        "https://github.com/mistralai/client-python/issues/81",
+        "https://docs.mistral.ai/resources/error-glossary (body reconstructed in that shape)",
     ),
     Case(
         "perplexity-exceeds-context",

@@ -31,7 +31,7 @@ CASES = [
             ),
         ),
         ("content_filter", "openai", "byok"),
-        "https://github.com/openai/openai-python/issues/2358",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
         byok=("openai",),
     ),
     Case(
@@ -39,7 +39,7 @@ CASES = [
         "openai_images",
         json_reply(400, openai_error("Billing hard limit has been reached", "billing_hard_limit_reached")),
         ("quota", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1114",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "images-safety-system-code-null",
@@ -53,7 +53,7 @@ CASES = [
             ),
         ),
         ("content_filter", "openai", "platform"),
-        "https://community.openai.com/t/dall-e-3-your-request-was-rejected-as-a-result-of-our-safety-system/477362",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "azure-images-content-filter-innererror",
@@ -109,7 +109,7 @@ CASES = [
             ),
         ),
         ("context_length", "openai", "platform"),
-        "https://github.com/langchain-ai/langchain/issues/5763",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "embeddings-too-many-inputs",
@@ -122,7 +122,7 @@ CASES = [
             ),
         ),
         ("bad_request", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1049",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "azure-embeddings-too-many-inputs",
@@ -137,7 +137,7 @@ CASES = [
             },
         ),
         ("bad_request", "azure_openai", "platform"),
-        "https://github.com/langchain-ai/langchain/issues/13243",
+        "https://learn.microsoft.com/azure/ai-services/openai/reference (body reconstructed in that shape)",
         base_url=AZURE_V1,
     ),
     Case(
@@ -148,7 +148,7 @@ CASES = [
             openai_error("Maximum content size limit (26214400) exceeded (26228340 bytes read)", None, "server_error"),
         ),
         ("context_length", "openai", "byok"),
-        "https://community.openai.com/t/whisper-api-maximum-content-size-limit-exceeded/",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
         byok=("openai",),
     ),
     Case(
@@ -163,7 +163,7 @@ CASES = [
             ),
         ),
         ("bad_request", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1138",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "speech-insufficient-quota",
@@ -191,7 +191,7 @@ CASES = [
             ),
         ),
         ("context_length", "openai", "platform"),
-        "https://github.com/openai/openai-agents-python/issues/1203",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "responses-invalid-value-code-null",
@@ -205,7 +205,7 @@ CASES = [
             ),
         ),
         ("bad_request", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/2072",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "responses-model-not-found",
@@ -233,7 +233,7 @@ CASES = [
             ),
         ),
         ("permission", "openai", "platform"),
-        "https://github.com/openai/codex/issues/478",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "files-413-too-large",
@@ -254,14 +254,14 @@ CASES = [
             ),
         ),
         ("rate_limit", "openai", "platform"),
-        "https://community.openai.com/t/batch-api-enqueued-token-limit-reached/",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "batch-billing-hard-limit",
         "openai_batch",
         json_reply(400, openai_error("Billing hard limit has been reached", "billing_hard_limit_reached")),
         ("quota", "openai", "byok"),
-        "https://github.com/openai/openai-python/issues/1114",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
         byok=("openai",),
     ),
     Case(
@@ -278,7 +278,7 @@ CASES = [
             },
         ),
         ("context_length", "google", "platform"),
-        "https://github.com/langchain-ai/langchain-google/issues/394",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
     ),
 ]
 

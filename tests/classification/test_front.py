@@ -33,6 +33,9 @@ def nginx_page(status: int, title: str) -> str:
     )
 
 
+CLOUDFLARE_1010 = (
+    "https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-1xxx-errors/error-1010/"
+)
 CF = {"server": "cloudflare", "cf-ray": "8f1e2d3c4b5a6978-SJC"}
 
 CASES = [
@@ -41,7 +44,7 @@ CASES = [
         "openai_chat",
         html_reply(520, cloudflare_page(520, "Web server is returning an unknown error"), **CF),
         ("server_error", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1085",
+        "https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-5xx-errors/error-520/",
     ),
     Case(
         "cloudflare-522-connection-timed-out",
@@ -56,7 +59,7 @@ CASES = [
         "openai_chat",
         html_reply(524, cloudflare_page(524, "A timeout occurred"), **CF),
         ("timeout", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1159",
+        "https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-5xx-errors/error-524/",
     ),
     Case(
         "cloudflare-521-web-server-down",
@@ -70,7 +73,7 @@ CASES = [
         "openai_chat",
         html_reply(403, cloudflare_page(1010, "Access denied").replace("Error code 1010", "error code: 1010"), **CF),
         ("permission", "openrouter", "platform"),
-        "https://github.com/OpenRouterTeam/openrouter-examples/issues/18",
+        CLOUDFLARE_1010,
         base_url="https://openrouter.ai/api/v1",
     ),
     Case(
@@ -78,7 +81,7 @@ CASES = [
         "openai_chat",
         raw_reply(403, "error code: 1010", headers=CF),
         ("permission", "deepseek", "byok"),
-        "https://github.com/deepseek-ai/DeepSeek-V3/issues/565",
+        CLOUDFLARE_1010 + " (plain-text variant)",
         byok=("deepseek",),
         base_url="https://api.deepseek.com",
     ),
@@ -87,7 +90,7 @@ CASES = [
         "openai_chat",
         html_reply(502, nginx_page(502, "Bad Gateway")),
         ("server_error", "together", "platform"),
-        "https://github.com/togethercomputer/together-python/issues/112",
+        "nginx's built-in error page (src/http/ngx_http_special_response.c)",
         base_url="https://api.together.xyz/v1",
     ),
     Case(
@@ -95,14 +98,14 @@ CASES = [
         "openai_chat",
         html_reply(504, nginx_page(504, "Gateway Time-out")),
         ("timeout", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/679",
+        "nginx's built-in error page (src/http/ngx_http_special_response.c)",
     ),
     Case(
         "nginx-413-request-entity-too-large",
         "openai_chat",
         html_reply(413, nginx_page(413, "Request Entity Too Large")),
         ("context_length", "fireworks", "platform"),
-        "https://github.com/continuedev/continue/issues/1672",
+        "nginx's built-in error page (src/http/ngx_http_special_response.c)",
         base_url="https://api.fireworks.ai/inference/v1",
     ),
     Case(
@@ -114,14 +117,15 @@ CASES = [
             "your request.</body></html>",
         ),
         ("overloaded", "bedrock", "platform"),
-        "https://github.com/boto/botocore/issues/2869",
+        "https://docs.aws.amazon.com/elasticloadbalancing/latest/classic/ts-elb-error-message.html (reconstructed "
+        "page)",
     ),
     Case(
         "anthropic-html-502",
         "anthropic_messages",
         html_reply(502, nginx_page(502, "Bad Gateway")),
         ("server_error", "anthropic", "byok"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/573",
+        "nginx's built-in error page (src/http/ngx_http_special_response.c)",
         byok=("anthropic",),
     ),
     Case(
@@ -137,14 +141,14 @@ CASES = [
         "openai_chat",
         raw_reply(500, b""),
         ("server_error", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1010",
+        "an empty 500 body (reconstructed): the SDK's 'Error code: 500' path",
     ),
     Case(
         "plain-text-429",
         "openai_chat",
         raw_reply(429, "Too Many Requests"),
         ("rate_limit", "cerebras", "byok"),
-        "https://github.com/cline/cline/issues/3620",
+        "a plain-text 429 from an edge rate limiter (reconstructed)",
         byok=("cerebras",),
         base_url="https://api.cerebras.ai/v1",
     ),
@@ -153,14 +157,14 @@ CASES = [
         "openai_chat",
         raw_reply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
         ("overloaded", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1240 (Envoy's answer)",
+        "Envoy's local reply when the upstream connection fails (reconstructed)",
     ),
     Case(
         "json-list-body-500",
         "openai_chat",
         json_reply(500, [{"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}]),
         ("server_error", "google", "platform"),
-        "https://github.com/googleapis/python-genai/issues/357",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
         base_url="https://generativelanguage.googleapis.com/v1beta/openai",
     ),
     Case(
@@ -168,7 +172,7 @@ CASES = [
         "openai_chat",
         json_reply(404, {"detail": "Not Found"}),
         ("model_not_found", "acme", "platform"),
-        "https://github.com/vllm-project/vllm/issues/4131 (FastAPI's default 404)",
+        "https://fastapi.tiangolo.com/tutorial/handling-errors/ (FastAPI's default 404 body)",
         base_url="https://llm.acme.com/v1",
     ),
     Case(
@@ -215,15 +219,14 @@ CASES = [
             60,
         ),
         ("connection", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1134 "
-        "(peer closed connection without sending complete message body)",
+        "a reset mid-body: the client's 'peer closed connection without sending complete message body' (reconstructed)",
     ),
     Case(
         "anthropic-stream-connection-reset",
         "anthropic_stream",
         cut_off(stream_reply(("ping", {"type": "ping"}), ("ping", {"type": "ping"})), 30),
         ("connection", "anthropic", "byok"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/651",
+        "a reset mid-body: the client's 'peer closed connection without sending complete message body' (reconstructed)",
         byok=("anthropic",),
     ),
 ]

@@ -43,14 +43,16 @@ CASES = [
         "anthropic_bedrock",
         aws_reply(400, "ValidationException", "Input is too long for requested model."),
         ("context_length", "bedrock", "platform"),
-        "https://github.com/langchain-ai/langchain-aws/issues/227",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
     ),
     Case(
         "anthropic-bedrock-unrecognized-client",
         "anthropic_bedrock",
         aws_reply(403, "UnrecognizedClientException", "The security token included in the request is invalid."),
         ("invalid_key", "bedrock", "byok"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/411",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
         byok=("bedrock",),
     ),
     Case(
@@ -58,7 +60,8 @@ CASES = [
         "anthropic_bedrock",
         aws_reply(403, "AccessDeniedException", "You don't have access to the model with the specified model ID."),
         ("permission", "bedrock", "platform"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/352",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
     ),
     Case(
         "anthropic-bedrock-service-unavailable",
@@ -79,7 +82,8 @@ CASES = [
         "anthropic_bedrock",
         json_reply(400, {"message": "prompt is too long: 205000 tokens > 200000 maximum"}),
         ("context_length", "bedrock", "platform"),
-        "https://github.com/anthropics/claude-code/issues/2228 (Bedrock relays Anthropic's message)",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (Bedrock relays "
+        "Anthropic's message; body reconstructed in that shape)",
     ),
     Case(
         "anthropic-vertex-quota-exceeded",
@@ -95,7 +99,7 @@ CASES = [
             ),
         ),
         ("rate_limit", "google", "byok"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/496",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
         byok=("google",),
     ),
     Case(
@@ -103,14 +107,14 @@ CASES = [
         "anthropic_vertex",
         json_reply(529, anthropic_error("overloaded_error", "Overloaded")),
         ("overloaded", "google", "platform"),
-        "https://github.com/anthropics/claude-code/issues/1130",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
     ),
     Case(
         "anthropic-vertex-prompt-too-long",
         "anthropic_vertex",
         json_reply(400, anthropic_error("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum")),
         ("context_length", "google", "platform"),
-        "https://github.com/anthropics/claude-code/issues/1426",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
     ),
     Case(
         "anthropic-vertex-permission-denied",
@@ -125,7 +129,7 @@ CASES = [
             ),
         ),
         ("permission", "google", "platform"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/561",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
     ),
     Case(
         "anthropic-vertex-unauthenticated",
@@ -170,7 +174,7 @@ CASES = [
             ),
         ),
         ("context_length", "google", "platform"),
-        "https://github.com/googleapis/python-genai/issues/436",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
     ),
     Case(
         "vertex-gemini-model-not-found",
@@ -185,7 +189,7 @@ CASES = [
             ),
         ),
         ("model_not_found", "google", "byok"),
-        "https://github.com/googleapis/python-aiplatform/issues/3129",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
         byok=("google",),
     ),
     Case(
@@ -222,7 +226,7 @@ CASES = [
             },
         ),
         ("model_not_found", "azure_openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1063",
+        "https://learn.microsoft.com/azure/ai-services/openai/reference (body reconstructed in that shape)",
         base_url=AZURE_V1,
     ),
     Case(
@@ -240,7 +244,7 @@ CASES = [
             },
         ),
         ("invalid_key", "azure_openai", "byok"),
-        "https://github.com/microsoft/autogen/issues/1047",
+        "https://learn.microsoft.com/azure/ai-services/openai/reference (body reconstructed in that shape)",
         byok=("azure_openai",),
         base_url=AZURE_V1,
     ),
@@ -249,7 +253,8 @@ CASES = [
         "bedrock_converse",
         aws_reply(400, "ValidationException", "The provided model identifier is invalid."),
         ("model_not_found", "bedrock", "platform"),
-        "https://github.com/langchain-ai/langchain-aws/issues/112",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
     ),
     Case(
         "bedrock-converse-header-only-throttling",

@@ -22,21 +22,22 @@ CASES = [
             400, openai_error("Invalid schema for function 'lookup': 'object' is not valid.", None, "server_error")
         ),
         ("bad_request", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1795 (a 400 typed server_error)",
+        "https://platform.openai.com/docs/guides/error-codes (a 400 typed server_error; body reconstructed in that "
+        "shape)",
     ),
     Case(
         "404-beats-type-server-error",
         "openai_chat",
         json_reply(404, openai_error("The model `o1-pro` does not exist.", None, "server_error")),
         ("model_not_found", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1795",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "429-with-type-server-error-stays-rate-limit",
         "openai_chat",
         json_reply(429, openai_error("Too many requests, please slow down.", None, "server_error")),
         ("rate_limit", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1795",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "code-beats-status-quota-on-429",
@@ -58,7 +59,7 @@ CASES = [
             ),
         ),
         ("permission", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1736",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "code-beats-text-content-filter",
@@ -93,7 +94,7 @@ CASES = [
             },
         ),
         ("overloaded", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/399",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "503-status-beats-generic-type",

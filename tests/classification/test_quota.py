@@ -28,7 +28,7 @@ CASES = [
             openai_error("Billing hard limit has been reached", "billing_hard_limit_reached", "invalid_request_error"),
         ),
         ("quota", "openai", "byok"),
-        "https://github.com/openai/openai-python/issues/1114",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
         byok=("openai",),
     ),
     Case(
@@ -92,7 +92,7 @@ CASES = [
             ),
         ),
         ("quota", "anthropic", "byok"),
-        "https://github.com/anthropics/claude-code/issues/1563",
+        "https://docs.anthropic.com/en/api/errors (body reconstructed in that shape)",
         byok=("anthropic",),
     ),
     Case(
@@ -106,7 +106,7 @@ CASES = [
             ),
         ),
         ("quota", "anthropic", "platform"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/562",
+        "https://docs.anthropic.com/en/api/errors (body reconstructed in that shape)",
     ),
     Case(
         "anthropic-spend-limit-error-code",
@@ -159,7 +159,7 @@ CASES = [
             },
         ),
         ("quota", "openrouter", "byok"),
-        "https://github.com/cline/cline/issues/3212",
+        "https://openrouter.ai/docs/api-reference/errors (body reconstructed in that shape)",
         byok=("openrouter",),
         base_url="https://openrouter.ai/api/v1",
     ),
@@ -226,7 +226,7 @@ CASES = [
             },
         ),
         ("quota", "google", "byok"),
-        "https://github.com/google-gemini/gemini-cli/issues/1502",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
         byok=("google",),
     ),
     Case(
@@ -244,7 +244,7 @@ CASES = [
             },
         ),
         ("quota", "groq", "platform"),
-        "https://github.com/crewAIInc/crewAI/issues/1588",
+        "https://console.groq.com/docs/errors (body reconstructed in that shape)",
     ),
     Case(
         "azure-insufficient-quota",
@@ -274,7 +274,7 @@ CASES = [
             },
         ),
         ("quota", "xai", "byok"),
-        "https://github.com/cline/cline/issues/1989",
+        "the xAI body shape of tests/test_classify_xai.py (body reconstructed in that shape)",
         byok=("xai",),
         base_url="https://api.x.ai/v1",
     ),

@@ -55,7 +55,7 @@ CASES = [
         "anthropic_stream",
         stream_reply(MESSAGE_START, anthropic_error_event("api_error", "Internal server error")),
         ("server_error", "anthropic", "byok"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/677",
+        "https://docs.anthropic.com/en/api/errors (body reconstructed in that shape)",
         byok=("anthropic",),
     ),
     Case(
@@ -76,14 +76,15 @@ CASES = [
             anthropic_error_event("invalid_request_error", "prompt is too long: 215000 tokens > 200000 maximum")
         ),
         ("context_length", "anthropic", "platform"),
-        "https://github.com/anthropics/claude-code/issues/1426",
+        "https://docs.anthropic.com/en/api/errors (body reconstructed in that shape)",
     ),
     Case(
         "anthropic-vertex-sse-overloaded",
         "anthropic_vertex_stream",
         stream_reply(MESSAGE_START, anthropic_error_event("overloaded_error", "Overloaded")),
         ("overloaded", "google", "byok"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/735 (Vertex streams relay Anthropic's events)",
+        "https://cloud.google.com/apis/design/errors (Vertex streams relay Anthropic's events; body reconstructed in "
+        "that shape)",
         byok=("google",),
     ),
     Case(
@@ -107,7 +108,7 @@ CASES = [
             )
         ),
         ("server_error", "openai", "platform"),
-        "https://github.com/openai/openai-python/issues/1354",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "openai-stream-rate-limit-chunk",
@@ -154,7 +155,7 @@ CASES = [
         "openai_chat_stream",
         stream_reply(chunk_error({"code": 429, "message": "Rate limit exceeded: free-models-per-min."})),
         ("rate_limit", "openrouter", "platform"),
-        "https://github.com/cline/cline/issues/2237",
+        "https://openrouter.ai/docs/api-reference/errors (body reconstructed in that shape)",
         base_url="https://openrouter.ai/api/v1",
     ),
     Case(
@@ -162,7 +163,7 @@ CASES = [
         "openai_chat_stream",
         stream_reply(chunk_error({"code": 502, "message": "Network connection lost."})),
         ("server_error", "openrouter", "platform"),
-        "https://github.com/RooCodeInc/Roo-Code/issues/2411",
+        "https://openrouter.ai/docs/api-reference/errors (body reconstructed in that shape)",
         base_url="https://openrouter.ai/api/v1",
     ),
     Case(
@@ -180,7 +181,7 @@ CASES = [
             )
         ),
         ("bad_request", "groq", "platform"),
-        "https://github.com/groq/groq-python/issues/155",
+        "https://console.groq.com/docs/errors (body reconstructed in that shape)",
     ),
     Case(
         "groq-stream-internal-error",
@@ -222,7 +223,7 @@ CASES = [
             )
         ),
         ("overloaded", "google", "platform"),
-        "https://github.com/googleapis/python-genai/issues/1155",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
     ),
     Case(
         "gemini-stream-internal",
@@ -241,7 +242,7 @@ CASES = [
             )
         ),
         ("server_error", "google", "byok"),
-        "https://github.com/google-gemini/generative-ai-python/issues/236",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
         byok=("google",),
     ),
     Case(
@@ -260,7 +261,7 @@ CASES = [
             )
         ),
         ("rate_limit", "google", "platform"),
-        "https://github.com/google-gemini/generative-ai-python/issues/169",
+        "https://cloud.google.com/apis/design/errors (body reconstructed in that shape)",
     ),
     Case(
         "vertex-gemini-stream-resource-exhausted",
@@ -294,7 +295,8 @@ CASES = [
         "bedrock_converse_stream",
         bedrock_stream_exception("validationException", "Input is too long for requested model."),
         ("context_length", "bedrock", "platform"),
-        "https://github.com/langchain-ai/langchain-aws/issues/227",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
     ),
     Case(
         "bedrock-converse-stream-model-stream-error",
@@ -306,7 +308,8 @@ CASES = [
             before=bedrock_message_start(),
         ),
         ("server_error", "bedrock", "platform"),
-        "https://github.com/strands-agents/sdk-python/issues/391",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
     ),
     Case(
         "bedrock-converse-stream-service-unavailable",
@@ -341,7 +344,8 @@ CASES = [
         "anthropic_bedrock_stream",
         bedrock_stream_exception("throttlingException", "Too many requests, please wait before trying again."),
         ("rate_limit", "bedrock", "byok"),
-        "https://github.com/anthropics/anthropic-sdk-python/issues/518",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
         byok=("bedrock",),
     ),
 ]

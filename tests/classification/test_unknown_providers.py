@@ -68,7 +68,7 @@ CASES = [
         "openai_chat",
         json_reply(400, openai_error("Model Not Exist", "invalid_request_error")),
         ("model_not_found", "deepseek", "platform"),
-        "https://github.com/deepseek-ai/DeepSeek-V3/issues/271",
+        "https://api-docs.deepseek.com/quick_start/error_codes (body reconstructed in that shape)",
         base_url=DEEPSEEK,
     ),
     Case(
@@ -98,7 +98,7 @@ CASES = [
             ),
         ),
         ("model_not_found", "together", "platform"),
-        "https://github.com/togethercomputer/together-python/issues/154",
+        "https://docs.together.ai/docs/error-codes (body reconstructed in that shape)",
         base_url=TOGETHER,
     ),
     Case(
@@ -145,7 +145,7 @@ CASES = [
             },
         ),
         ("model_not_found", "fireworks", "platform"),
-        "https://github.com/continuedev/continue/issues/1974",
+        "https://docs.fireworks.ai/troubleshooting/status_error_codes/http_codes (body reconstructed in that shape)",
         base_url=FIREWORKS,
     ),
     Case(
@@ -158,7 +158,7 @@ CASES = [
             content_type="text/html",
         ),
         ("invalid_key", "perplexity", "byok"),
-        "https://github.com/danny-avila/LibreChat/issues/2279",
+        "https://docs.perplexity.ai/guides/model-cards (body reconstructed in that shape)",
         byok=("perplexity",),
         base_url=PERPLEXITY,
     ),
@@ -177,7 +177,7 @@ CASES = [
             },
         ),
         ("model_not_found", "perplexity", "platform"),
-        "https://github.com/danny-avila/LibreChat/issues/3859",
+        "https://docs.perplexity.ai/guides/model-cards (body reconstructed in that shape)",
         base_url=PERPLEXITY,
     ),
     Case(

@@ -59,7 +59,7 @@ CASES = [
         "litellm_completion",
         json_reply(429, QUOTA),
         ("quota", "openai", "platform"),
-        "https://github.com/BerriAI/litellm/issues/2496",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "litellm-anthropic-rate-limit",
@@ -157,7 +157,7 @@ CASES = [
             },
         ),
         ("overloaded", "openai", "platform"),
-        "https://github.com/pydantic/pydantic-ai/issues/1174",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
     ),
     Case(
         "instructor-context-length",
@@ -171,7 +171,7 @@ CASES = [
         "instructor_create",
         (json_reply(401, INVALID_KEY), json_reply(401, INVALID_KEY)),
         ("invalid_key", "openai", "byok"),
-        "https://github.com/instructor-ai/instructor/issues/1156",
+        "https://platform.openai.com/docs/guides/error-codes (body reconstructed in that shape)",
         byok=("openai",),
         options={"instructor_retries": 2},
     ),
@@ -180,7 +180,7 @@ CASES = [
         "langchain_anthropic",
         json_reply(529, ANTHROPIC_OVERLOADED),
         ("overloaded", "anthropic", "platform"),
-        "https://github.com/langchain-ai/langchain/issues/26300",
+        "https://docs.anthropic.com/en/api/errors (body reconstructed in that shape)",
     ),
     Case(
         "langchain-bedrock-converse-throttling",
@@ -191,7 +191,8 @@ CASES = [
             headers={"x-amzn-ErrorType": "ThrottlingException"},
         ),
         ("rate_limit", "bedrock", "byok"),
-        "https://github.com/langchain-ai/langchain-aws/issues/239",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
         byok=("bedrock",),
     ),
     Case(
@@ -199,7 +200,8 @@ CASES = [
         "langchain_bedrock",
         bedrock_stream_exception("validationException", "Input is too long for requested model."),
         ("context_length", "bedrock", "platform"),
-        "https://github.com/langchain-ai/langchain-aws/issues/227",
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html (body reconstructed "
+        "in that shape)",
         options={"stream": True},
     ),
     Case(
@@ -217,7 +219,7 @@ CASES = [
             },
         ),
         ("rate_limit", "groq", "byok"),
-        "https://github.com/langchain-ai/langchain/issues/24375",
+        "https://console.groq.com/docs/errors (body reconstructed in that shape)",
         byok=("groq",),
     ),
     Case(
@@ -225,7 +227,7 @@ CASES = [
         "langchain_mistral",
         json_reply(401, {"message": "Unauthorized", "request_id": "8a0d3c1f"}),
         ("invalid_key", "mistral", "byok"),
-        "https://github.com/langchain-ai/langchain/issues/20493",
+        "https://docs.mistral.ai/resources/error-glossary (body reconstructed in that shape)",
         byok=("mistral",),
     ),
     Case(
