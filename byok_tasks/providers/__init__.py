@@ -86,14 +86,11 @@ _HOST_PATTERNS: tuple[ProviderTable, ...] = ()
 
 
 def _index() -> None:
-    global _HOST_PATTERNS
-    _BY_NAME.clear()
-    _BY_HOST.clear()
+    # Built aside and swapped in whole: a classification running meanwhile sees the old index or the new one.
+    global _BY_NAME, _BY_HOST, _HOST_PATTERNS
     tables = (*GATEWAYS, *PROVIDERS)
-    for table in tables:
-        _BY_NAME[table.name] = table
-        for host in table.hosts:
-            _BY_HOST[host] = table
+    _BY_NAME = {table.name: table for table in tables}
+    _BY_HOST = {host: table for table in tables for host in table.hosts}
     _HOST_PATTERNS = tuple(table for table in tables if table.host_pattern is not None)
     by_host.cache_clear()
 
