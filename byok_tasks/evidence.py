@@ -43,7 +43,10 @@ _HTTP_CLIENT_PACKAGES = frozenset(
 _TIMEOUT_NAMES = ("Timeout", "TimedOut")
 _CONNECTION_NAMES = ("Connect", "NetworkError", "ProtocolError", "ServerDisconnected", "NoResponse")
 # Markers of the servers and edges whose HTML error pages stand in for a provider's answer.
-_HTML_SOURCES = ("cloudflare", "openresty", "nginx", "awselb", "envoy", "akamai", "varnish", "apache")
+_HTML_SOURCES = tuple(
+    (marker, marker.replace("cdn-cgi", "cloudflare"))
+    for marker in ("cloudflare", "cdn-cgi", "openresty", "nginx", "awselb", "envoy", "akamai", "varnish", "apache")
+)
 # An HTTP status with the provider's code or message: the best an exception can offer.
 MOST_INFORMATIVE = 3
 
@@ -376,9 +379,7 @@ def _read_text(evidence: Evidence, text: str) -> None:
     head = text[:256]
     if "<" in head and _looks_like_html(head.lstrip().lower()):
         evidence.html = True
-        # Servers sign their pages in the title or at the foot (Cloudflare's Ray ID, nginx's <hr>).
-        window = (text[:1024] + text[-1024:]).lower()
-        source = next((name for name in _HTML_SOURCES if name in window), None)
+        source = _page_signature(text) or _server_name(evidence.headers)
         status = f"HTTP {evidence.status}" if evidence.status is not None else "an answer"
         evidence.message = f"{status} (HTML page from {source})" if source else f"{status} (HTML page)"
         return
@@ -387,6 +388,23 @@ def _read_text(evidence: Evidence, text: str) -> None:
         match = _gateways.LITELLM_PREFIX.match(text[:200])
         if match is not None:
             evidence.upstream = canonical_name(match.group(1))
+
+
+def _server_name(headers: Any) -> str | None:
+    getter = attribute(headers, "get")
+    try:
+        server = getter("server") or getter("Server") if callable(getter) else None
+    except Exception:
+        return None
+    if not isinstance(server, str) or not server:
+        return None
+    return server.split("/")[0].strip().lower()[:32] or None
+
+
+def _page_signature(text: str) -> str | None:
+    # Servers sign their pages in the head or at the foot (Cloudflare's Ray ID, nginx's <hr>).
+    window = (text[:1024] + text[-1024:]).lower()
+    return next((source for marker, source in _HTML_SOURCES if marker in window), None)
 
 
 def _looks_like_html(head: str) -> bool:

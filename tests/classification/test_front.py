@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from byok_tasks.testing.provider_server import ProviderServer, cut_off, json_reply, raw_reply
-from tests.classification._harness import Case, check, html_reply, select, stream_reply
+from tests.classification._harness import Case, check, html_reply, run, select, stream_reply
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 
@@ -235,3 +235,10 @@ CASES = [
 @pytest.mark.parametrize("case", select(CASES))
 def test_front_failure(server: ProviderServer, case: Case) -> None:
     check(server, case)
+
+
+def test_an_html_page_is_summed_up_in_the_message(server: ProviderServer) -> None:
+    page = cloudflare_page(522, "Connection timed out") + "<p>padding</p>" * 4000  # a long page
+    failure = run(server, Case("long-page", "openai_chat", html_reply(522, page, **CF), ("", "", ""), ""))
+    assert failure is not None
+    assert (failure.reason, failure.message) == ("timeout", "HTTP 522 (HTML page from cloudflare)")
