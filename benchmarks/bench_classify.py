@@ -1,15 +1,19 @@
 """How long classify takes on the exceptions real SDKs raise: run ``python benchmarks/bench_classify.py``.
 
 Each exception is raised once by the real SDK against the loopback provider, then
-classified many times; the figure is the median per call over several rounds. The
-target is a median under 20 µs, so that classifying every failure of every task costs
-nothing worth measuring. The last line is what ``llm_call`` adds to a call that succeeds.
+classified many times; the figure is the median CPU time per call over several rounds. The
+target is a median under 20 µs on a typical SDK exception, so that classifying every
+failure of every task costs nothing worth measuring, and under 200 µs on the worst input
+of the corpus (tests/classification): a 64 KB HTML page from Cloudflare, and an SDK error
+at the bottom of a 16-exception chain. The last line is what ``llm_call`` adds to a call
+that succeeds.
 """
 
 from __future__ import annotations
 
 import statistics
 import sys
+import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +27,10 @@ from google import genai
 from google.genai import types as genai_types
 
 from byok_tasks import classify, llm_call
-from byok_tasks.testing.provider_server import ProviderServer, json_reply
+from byok_tasks.testing.provider_server import ProviderServer, json_reply, raw_reply
 
 TARGET_US = 20.0
+WORST_TARGET_US = 200.0
 NUMBER = 2_000
 ROUNDS = 15
 CHAT = [{"role": "user", "content": "hi"}]
@@ -114,8 +119,43 @@ def sdk_failures(server: ProviderServer) -> dict[str, Callable[[], object]]:
     }
 
 
+def cloudflare_page(size: int) -> str:
+    # The shape of Cloudflare's own 522 page, padded with the inline styles such pages carry.
+    head = '<!DOCTYPE html><html lang="en-US"><head><title>api.openai.com | 522: Connection timed out</title>'
+    tail = "</head><body><h1>Connection timed out</h1><p>Cloudflare Ray ID: 8f1e2d3c4b5a6978</p></body></html>"
+    padding = "<style>.cf-error-overview{margin:0;padding:0}</style>"
+    return head + padding * ((size - len(head) - len(tail)) // len(padding)) + tail
+
+
+def worst_failures(server: ProviderServer) -> dict[str, Callable[[], object]]:
+    def openai_client() -> openai.OpenAI:
+        http_client = httpx2.Client(transport=server.transport(httpx2))
+        return openai.OpenAI(
+            api_key="sk-test", base_url="https://api.openai.com/v1", max_retries=0, http_client=http_client
+        )
+
+    def html_page() -> object:
+        server.reply(raw_reply(522, cloudflare_page(64 * 1024), content_type="text/html"))
+        return openai_client().chat.completions.create(model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+
+    def long_chain() -> object:
+        def wrapped(depth: int) -> object:
+            if depth == 0:
+                server.reply(json_reply(401, OPENAI_INVALID_KEY))
+                return openai_client().chat.completions.create(model="gpt-4o-mini", messages=CHAT)  # type: ignore[arg-type]
+            try:
+                return wrapped(depth - 1)
+            except Exception as exc:
+                raise RuntimeError(f"layer {depth} failed") from exc
+
+        return wrapped(15)
+
+    return {"worst: Cloudflare 522 HTML page (64 KB)": html_page, "worst: 16-exception chain": long_chain}
+
+
 def median_us(statement: Callable[[], object]) -> float:
-    rounds = timeit.repeat(statement, number=NUMBER, repeat=ROUNDS)
+    # This thread's CPU time, so that other processes on a shared machine do not count.
+    rounds = timeit.repeat(statement, number=NUMBER, repeat=ROUNDS, timer=time.thread_time)
     return statistics.median(rounds) / NUMBER * 1e6
 
 
@@ -127,20 +167,34 @@ def main() -> int:
                 failure = classify(exc)
                 assert failure is not None, name
                 rows.append((name + variant, median_us(lambda exc=exc: classify(exc)), failure.reason))  # type: ignore[misc]
+        worst_rows = []
+        for name, call in worst_failures(server).items():
+            exc = raised(call)
+            failure = classify(exc)
+            assert failure is not None, name
+            worst_rows.append((name, median_us(lambda exc=exc: classify(exc)), failure.reason))  # type: ignore[misc]
 
     def succeeding_call() -> None:
         with llm_call("openai", model="gpt-4o-mini", feature="benchmark"):
             pass
 
-    width = max(len(name) for name, _, _ in rows)
-    print(f"classify(), median of {ROUNDS} rounds of {NUMBER} calls; target < {TARGET_US:.0f} µs\n")
+    width = max(len(name) for name, _, _ in rows + worst_rows)
+    print(f"classify(), CPU time, median of {ROUNDS} rounds of {NUMBER} calls; target < {TARGET_US:.0f} µs\n")
     for name, micros, reason in rows:
         verdict = "ok" if micros < TARGET_US else "OVER TARGET"
         print(f"  {name:<{width}}  {micros:6.2f} µs  {reason:<12} {verdict}")
+    print(f"\n  worst inputs of the corpus; target < {WORST_TARGET_US:.0f} µs")
+    for name, micros, reason in worst_rows:
+        verdict = "ok" if micros < WORST_TARGET_US else "OVER TARGET"
+        print(f"  {name:<{width}}  {micros:6.2f} µs  {reason:<12} {verdict}")
     print(f"\n  {'llm_call around a call that succeeds':<{width}}  {median_us(succeeding_call):6.2f} µs")
-    worst = max(micros for _, micros, _ in rows)
-    print(f"\nworst median {worst:.2f} µs: {'within' if worst < TARGET_US else 'over'} the {TARGET_US:.0f} µs target")
-    return 0 if worst < TARGET_US else 1
+    typical = max(micros for _, micros, _ in rows)
+    worst = max(micros for _, micros, _ in worst_rows)
+    print()
+    for label, micros, target in (("typical", typical, TARGET_US), ("worst-input", worst, WORST_TARGET_US)):
+        verdict = "within" if micros < target else "over"
+        print(f"slowest {label} median {micros:.2f} µs: {verdict} the {target:.0f} µs target")
+    return 0 if typical < TARGET_US and worst < WORST_TARGET_US else 1
 
 
 if __name__ == "__main__":

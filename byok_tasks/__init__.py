@@ -11,6 +11,7 @@ from .context import ByokContext, ByokContextRequired, byok_context, current_con
 from .failure import LLMFailure, llm_call
 from .header import HeaderError
 from .keys import ByokKeyExpired, ByokKeyUnavailable, current_key
+from .providers import ProviderRegistrationError, register_provider
 from .redaction import redact
 from .report import report_llm_error
 
@@ -21,12 +22,14 @@ __all__ = [
     "ByokKeyUnavailable",
     "HeaderError",
     "LLMFailure",
+    "ProviderRegistrationError",
     "byok_context",
     "classify",
     "current_context",
     "current_key",
     "llm_call",
     "redact",
+    "register_provider",
     "report_llm_error",
     "report_llm_error_async",
     "submit_with_context",

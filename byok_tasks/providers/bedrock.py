@@ -2,7 +2,7 @@
 
 Exception names from the bedrock-runtime service model that botocore ships and
 https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html.
-Stream events spell them with a lowercase initial. ``ValidationException`` covers both
+Stream events spell them with a lowercase initial (the table reads both). ``ValidationException`` covers both
 an over-long prompt and an unknown model id, so its message decides.
 """
 
@@ -35,17 +35,13 @@ TABLE = ProviderTable(
         "AccessDeniedException": "permission",
         "ServiceQuotaExceededException": "quota",
         "ThrottlingException": "rate_limit",
-        "throttlingException": "rate_limit",
         "ResourceNotFoundException": "model_not_found",
         "ModelTimeoutException": "timeout",
         "ModelNotReadyException": "overloaded",
         "ServiceUnavailableException": "overloaded",
-        "serviceUnavailableException": "overloaded",
         "ModelErrorException": "server_error",
         "ModelStreamErrorException": "server_error",
-        "modelStreamErrorException": "server_error",
         "InternalServerException": "server_error",
-        "internalServerException": "server_error",
     },
     messages=(
         ("input is too long", "context_length"),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..failure import Reason
+from . import common
 
 __all__ = ["DEFAULT_STATUSES", "ProviderTable"]
 
@@ -30,6 +31,18 @@ class ProviderTable:
     quota_ids: tuple[tuple[str, Reason], ...] = ()
     messages: tuple[tuple[str, Reason], ...] = ()
     statuses: Mapping[int, Reason] = field(default_factory=dict)
+
+    def reason_for_code(self, code: str) -> Reason | None:
+        """What ``code`` means here, else in the vocabulary all providers share (:mod:`.common`).
+
+        AWS event streams spell exception names with a lowercase initial
+        (``throttlingException``): both spellings are the same code.
+        """
+        reason = self.codes.get(code) or common.CODES.get(code)
+        if reason is None and code[:1].islower() and code.endswith("Exception"):
+            capitalised = code[0].upper() + code[1:]
+            reason = self.codes.get(capitalised) or common.CODES.get(capitalised)
+        return reason
 
     def reason_for_status(self, status: int) -> Reason:
         reason = self.statuses.get(status) or DEFAULT_STATUSES.get(status)
@@ -58,4 +71,15 @@ DEFAULT_STATUSES: Mapping[int, Reason] = {
     503: "overloaded",
     504: "timeout",
     529: "overloaded",
+    # Cloudflare's own answers when the origin behind it fails: unknown error, origin down,
+    # connection timed out, origin unreachable, timeout occurred, TLS handshake failed,
+    # origin's name not resolved (530).
+    520: "server_error",
+    521: "connection",
+    522: "timeout",
+    523: "connection",
+    524: "timeout",
+    525: "connection",
+    526: "connection",
+    530: "connection",
 }

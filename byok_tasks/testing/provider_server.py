@@ -1,7 +1,8 @@
 """A loopback HTTP server that answers like an LLM provider, for tests and sandboxes.
 
 A test scripts what the "provider" answers next — a status with JSON or raw bytes and
-headers, a stall longer than the client's timeout, or a dropped connection — points the
+headers, a stall longer than the client's timeout, a dropped connection, or one dropped
+part-way through the body (:func:`cut_off`) — points the
 real SDK at :attr:`ProviderServer.url`, and gets the SDK's real exception::
 
     with ProviderServer() as server:
@@ -22,6 +23,7 @@ answers them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -38,6 +40,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "closed_port_url",
+    "cut_off",
     "hang_up",
     "json_reply",
     "raw_reply",
@@ -54,6 +57,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     hang_up: bool = False
+    cut_after: int | None = None
 
 
 def json_reply(status: int, payload: object, *, headers: Mapping[str, str] | None = None, delay: float = 0.0) -> Reply:
@@ -83,6 +87,11 @@ def stall(seconds: float) -> Reply:
 def hang_up() -> Reply:
     """Close the connection without answering."""
     return Reply(hang_up=True)
+
+
+def cut_off(reply: Reply, after: int) -> Reply:
+    """Answer like ``reply`` but drop the connection after ``after`` bytes of its body: a reset mid-stream."""
+    return dataclasses.replace(reply, cut_after=after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +235,14 @@ def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
             try:
+                if reply.cut_after is not None:
+                    self.wfile.write(reply.body[: reply.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.wfile.write(reply.body)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+            except OSError:  # the client gave up waiting (a broken pipe or a reset)
                 self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
