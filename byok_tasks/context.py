@@ -100,21 +100,36 @@ def _provider_set(providers: Iterable[str]) -> frozenset[str]:
     return result
 
 
+def provider_name(name: object) -> str:
+    """``name`` if it is a well-formed provider name, else ValueError; warns once about a name no table knows.
+
+    Every API that takes a provider name goes through here, so that ``"OpenAI"`` is the
+    same error everywhere: a name that never matches a failing call's provider would file
+    the user's failures as the platform's, or spend the platform's key.
+    """
+    if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
+        # Not quoted: a key passed where a provider name belongs must not land in an error.
+        raise ValueError("invalid provider name: up to 32 lowercase letters, digits, '_', '.', '-' (like 'openai')")
+    _warn_about_unknown(frozenset((name,)))
+    return name
+
+
 # Provider names with a table, and the unknown ones already warned about.
 _known_or_warned: set[str] = set()
 
 
 def _warn_about_unknown(providers: frozenset[str]) -> None:
-    # A name no provider table has ("azure" for "azure_openai") never matches a failing
-    # call's provider: its failures would count as the platform's. Said once per name.
+    # A name no provider table has ("azure" for "azure_openai") matches a failing call's
+    # provider only when the call's host is named after it. Said once per name.
     if providers <= _known_or_warned:
         return
-    from .providers import PROVIDERS
+    from .providers import GATEWAYS, PROVIDERS  # deferred: the tables import the failure model, which imports us
 
-    known = {table.name for table in PROVIDERS}
+    known = {table.name for table in (*PROVIDERS, *GATEWAYS)}
     for name in sorted(providers - known - _known_or_warned):
         logger.warning(
-            "BYOK provider %r is not one byok-tasks knows (%s): failures of its calls will not count as the user's",
+            "BYOK provider %r has no table in byok-tasks (%s): its failures count as the user's only when the "
+            "failing host is named after it (api.<name>.com), llm_call(...) names it, or register_provider() adds it",
             # A lowercase key passes for a provider name; given in its place, it must not be logged.
             redact(name),
             ", ".join(sorted(known)),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
-from .context import _PROVIDER_NAME, ByokContext, current_context
+from .context import ByokContext, current_context, provider_name
 
 __all__ = [
     "RETRYABLE_REASONS",
@@ -164,8 +164,8 @@ class llm_call:  # named like the function it is used as: ``with llm_call(...)``
         operation: str | None = None,
         source: Source | None = None,
     ) -> None:
-        if provider is not None and not _PROVIDER_NAME.fullmatch(provider):
-            raise ValueError("provider must be a provider name such as 'openai' or 'azure_openai' (lowercase)")
+        if provider is not None:
+            provider_name(provider)
         if source not in (None, "byok", "platform"):
             raise ValueError(f"source must be 'byok' or 'platform', not {source!r}")
         self._annotations = CallAnnotations(

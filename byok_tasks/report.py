@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from .classification import classify
+from .context import provider_name
 from .failure import CallAnnotations, LLMFailure, Source, annotate
 
 __all__ = [
@@ -162,9 +163,12 @@ def report_llm_error(
     """Report a failure the application handled itself (say, by falling back to the platform key).
 
     Writes one structured log record and sends one error-tracker event, and returns the
-    classification; None when ``exc`` is not an LLM failure. Never raises, and does no I/O
+    classification; None when ``exc`` is not an LLM failure. Never raises (but for a malformed
+    ``provider``: a typo would file a user's failure as the platform's), and does no I/O
     of its own beyond the logging handlers': events are queued to the tracker's own thread.
     """
+    if provider is not None:
+        provider_name(provider)
     try:
         annotate(
             exc, CallAnnotations(provider=provider, model=model, feature=feature, operation=operation, source=source)
