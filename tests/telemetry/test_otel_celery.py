@@ -8,6 +8,9 @@ loopback sandbox.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +23,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from byok_tasks import byok_context
 from byok_tasks.testing.sandbox import ProviderSandbox
+from byok_tasks.testing.sentry_collector import SentryCollector
+from tests.support.celery_worker import SECRET
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.support.processes import ROOT, environment
+from tests.support.sentry import events_where, tags
 from tests.telemetry.support import new_uid
 
 TIMEOUT = 30
@@ -168,3 +175,67 @@ def test_uid_is_on_task_spans_when_the_team_opts_in(
     uid = new_uid()
     span = task_span(receiver, run(worker, "whoami", uid=uid, providers=("openai",)))
     assert span.attributes["byok.uid"] == uid
+
+
+@pytest.fixture(scope="module")
+def beside_sentry(
+    worker_factory: Any,
+    redis_url: str,
+    receiver: OtlpReceiver,
+    provider_sandbox: ProviderSandbox,
+    sentry_collector: SentryCollector,
+) -> dict[str, Any]:
+    """A worker and a publisher both in sentry-sdk's OTel mode, Sentry's Celery integration on as it comes."""
+    worker = otel_worker(worker_factory, redis_url, receiver, provider_sandbox, SENTRY_DSN=sentry_collector.dsn)
+    uid = new_uid()
+    env = environment(
+        {
+            "SENTRY_DSN": sentry_collector.dsn,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
+            "BROKER_URL": redis_url,
+            "RESULT_BACKEND": redis_url,
+            "BYOK_TEST_QUEUE": worker.queue,
+        },
+        secret=SECRET,
+        require_signature=False,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.apps.otel_publisher", uid],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return {"uid": uid, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def test_beside_sentrys_otel_mode_the_context_still_reaches_the_task(beside_sentry: dict[str, Any]) -> None:
+    assert beside_sentry["whoami"] == [beside_sentry["uid"], ["openai"]]
+
+
+def test_beside_sentrys_otel_mode_the_task_span_keeps_its_parent(
+    beside_sentry: dict[str, Any], receiver: OtlpReceiver
+) -> None:
+    task_id = beside_sentry["whoami_id"]
+    span = task_span(receiver, task_id)
+    [publish] = receiver.wait_for(
+        lambda s: s.name.startswith("apply_async/") and s.attributes.get("messaging.message.id") == task_id
+    )
+    assert (span.trace_id, span.parent_span_id) == (beside_sentry["trace_id"], publish.span_id)
+
+
+def test_beside_sentrys_otel_mode_the_failure_is_on_the_task_span(
+    beside_sentry: dict[str, Any], receiver: OtlpReceiver
+) -> None:
+    span = task_span(receiver, beside_sentry["summarize_id"])
+    assert (span.attributes["byok.source"], span.attributes["error.type"]) == ("byok", "invalid_key")
+
+
+def test_beside_sentrys_otel_mode_the_failure_is_one_tagged_event(
+    beside_sentry: dict[str, Any], sentry_collector: SentryCollector
+) -> None:
+    [event] = events_where(sentry_collector, uid=beside_sentry["uid"], expect=1)
+    assert (tags(event)["llm.source"], tags(event)["llm.reason"]) == ("byok", "invalid_key")
