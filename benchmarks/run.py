@@ -5,8 +5,8 @@ side in one run: header sizes; publish cost and worker throughput of a trivial t
 Celery against byok-tasks and against sentry-sdk's and OpenTelemetry's Celery
 integrations; the failure path of one failed task; throughput while Sentry is down; then
 bench_classify.py, bench_keys.py, bench_rq.py and bench_telemetry.py. Each section prints
-a table; a markdown summary is printed at the end and saved to benchmarks/results.md. ``--quick`` is a smoke
-run of about a minute. It reports and never gates: the exit status is 0 whatever the
+a table; a markdown summary is printed at the end and saved to benchmarks/results.md.
+``--quick`` is a smoke run of about a minute. It reports and never gates: the exit status is 0 whatever the
 figures, unless the benchmarks themselves could not run. benchmarks/README.md explains
 the method and its limits.
 """
