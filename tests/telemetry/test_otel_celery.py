@@ -147,6 +147,14 @@ def test_failure_the_application_handled_is_on_the_span_of_the_task_that_succeed
     assert span.status_code != ERROR  # the user's to fix, and the task itself succeeded
 
 
+def test_handled_failures_source_outlasts_the_context_of_the_task_that_succeeded(
+    worker: Any, receiver: OtlpReceiver
+) -> None:
+    # A BYOK user of Anthropic; the OpenAI call the task handled used the platform's key.
+    span = task_span(receiver, run(worker, "llm.handled", uid=new_uid(), providers=("anthropic",)))
+    assert (span.attributes["byok.source"], span.attributes["error.type"]) == ("platform", "invalid_key")
+
+
 def test_task_span_is_the_child_of_the_publishers_span(
     worker: Any, receiver: OtlpReceiver, published: InMemorySpanExporter
 ) -> None:
@@ -239,3 +247,12 @@ def test_beside_sentrys_otel_mode_the_failure_is_one_tagged_event(
 ) -> None:
     [event] = events_where(sentry_collector, uid=beside_sentry["uid"], expect=1)
     assert (tags(event)["llm.source"], tags(event)["llm.reason"]) == ("byok", "invalid_key")
+
+
+def test_ignored_task_of_a_byok_user_never_claims_the_platform(worker: Any, receiver: OtlpReceiver) -> None:
+    # Ignore sends no success, retry or failure signal: only task_prerun could tag the span,
+    # and there byok_tasks.celery may not have restored the context yet.
+    with byok_context(new_uid(), ["openai"]):
+        task_id = str(worker.app.send_task("llm.ignored").id)
+    span = task_span(receiver, task_id)
+    assert span.attributes.get("byok.source") in (None, "byok")
