@@ -71,14 +71,20 @@ def failures(server: ProviderServer) -> dict[str, BaseException]:
 
 
 def median_us(statement: Callable[[], object]) -> float:
+    return timed_us(statement)[0]
+
+
+def timed_us(statement: Callable[[], object]) -> tuple[float, float]:
+    """The median and the best round, per call: on a shared machine, the best round is the one
+    other processes disturbed least, closest to what the code itself costs."""
     rounds = timeit.repeat(statement, number=NUMBER, repeat=ROUNDS)
-    return statistics.median(rounds) / NUMBER * 1e6
+    return statistics.median(rounds) / NUMBER * 1e6, min(rounds) / NUMBER * 1e6
 
 
-def observe_cost(exc: BaseException) -> float:
+def observe_cost(exc: BaseException) -> tuple[float, float]:
     failure = classify(exc)
     assert failure is not None
-    return median_us(lambda: report_module._observe(failure, exc))
+    return timed_us(lambda: report_module._observe(failure, exc))
 
 
 def multiprocess_child() -> int:
@@ -88,7 +94,8 @@ def multiprocess_child() -> int:
     byok_tasks.prometheus.instrument()
     with ProviderServer() as server:
         exc = failures(server)["openai quota (429)"]
-    print(f"{observe_cost(exc):.2f}")
+    median, best = observe_cost(exc)
+    print(f"{median:.2f} {best:.2f}")
     return 0
 
 
@@ -106,7 +113,7 @@ def main() -> int:
     tracer = provider.get_tracer("benchmark")
     with ProviderServer() as server:
         raised_failures = failures(server)
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, tuple[float, float]]] = []
     with tracer.start_as_current_span("task"):
         for name, exc in raised_failures.items():
             rows.append((f"{name}: no exporter", observe_cost(exc)))
@@ -130,14 +137,16 @@ def main() -> int:
             text=True,
             check=True,
         )
-    rows.append(("openai quota (429): Prometheus, multiprocess mode", float(child.stdout.strip())))
+    median, best = (float(figure) for figure in child.stdout.split())
+    rows.append(("openai quota (429): Prometheus, multiprocess mode", (median, best)))
 
     width = max(len(name) for name, _ in rows)
-    print(f"observers per failure, median of {ROUNDS} rounds of {NUMBER}; target < {TARGET_US:.0f} µs for both\n")
-    for name, micros in rows:
-        print(f"  {name:<{width}}  {micros:6.2f} µs")
+    print(f"observers per failure, {ROUNDS} rounds of {NUMBER}; target: median < {TARGET_US:.0f} µs for both\n")
+    print(f"  {'':<{width}}  median    best round")
+    for name, (median, best) in rows:
+        print(f"  {name:<{width}}  {median:6.2f} µs  {best:6.2f} µs")
     print(f"\n  {'byok.source on a Celery task span, per task':<{width}}  {per_task:6.2f} µs")
-    worst = max(micros for name, micros in rows if name.endswith("both"))
+    worst = max(median for name, (median, _) in rows if name.endswith("both"))
     verdict = "within" if worst < TARGET_US else "over"
     print(f"\nworst with both: {worst:.2f} µs: {verdict} the {TARGET_US:.0f} µs target")
     return 0 if worst < TARGET_US else 1
