@@ -1,6 +1,6 @@
 """byok_tasks.otel in one process: the real OpenTelemetry SDK, spans read from its in-memory exporter.
 
-Failures come from real SDK calls (OpenAI, google-genai) against the loopback provider.
+Failures come from real SDK calls (OpenAI, google-genai, LangChain's ChatOpenAI) against the loopback provider.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from google import genai
 from google.genai import types as genai_types
+from langchain_openai import ChatOpenAI
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,8 +21,9 @@ from opentelemetry.trace import StatusCode
 import byok_tasks.otel
 from byok_tasks import byok_context, report_llm_error
 from byok_tasks.failure import LLMFailure
+from byok_tasks.langchain import ByokCallbackHandler
 from byok_tasks.testing.provider_server import ProviderServer, json_reply
-from byok_tasks.testing.sandbox import ProviderSandbox
+from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from tests.telemetry.support import new_uid, openai_failure
 
 
@@ -196,3 +198,22 @@ def test_failure_of_an_inner_span_is_put_on_the_inner_span(spans: Any, provider_
     inner, outer = exporter.get_finished_spans()
     assert (inner.name, (inner.attributes or {}).get("error.type")) == ("llm call", "quota")
     assert dict(outer.attributes or {}) == {}
+
+
+def test_failure_langchain_reports_is_put_on_the_span_around_the_chain(
+    spans: Any, provider_sandbox: ProviderSandbox
+) -> None:
+    provider, exporter = spans
+    byok_tasks.otel.instrument()
+    llm = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=f"{provider_sandbox.url}/v1",
+        api_key=sandbox_key("openai", "nocredit"),  # type: ignore[arg-type]
+        max_retries=0,
+        callbacks=[ByokCallbackHandler(report=True)],
+    )
+    with provider.get_tracer("test").start_as_current_span("chain"), pytest.raises(Exception, match="quota"):
+        llm.invoke("Summarise: we met and agreed.")
+    [span] = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert (attributes["error.type"], attributes["gen_ai.request.model"]) == ("quota", "gpt-4o-mini")
