@@ -1,9 +1,9 @@
 """Publishes two tasks as a web process in sentry-sdk's OTel mode would, and prints what it sent.
 
 `python -m tests.apps.otel_publisher UID`: sentry-sdk with OTLPIntegration (its propagator,
-its exporter to ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and its Celery integration, as they
-come, plus opentelemetry-instrumentation-celery; under a span and a BYOK context for UID,
-sends ``whoami`` and a failing ``llm.summarize``, and prints JSON with their ids and results.
+its exporter to ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and its Celery integration, plus
+opentelemetry-instrumentation-celery; under a span and a BYOK context for UID, sends
+``whoami`` and a failing ``llm.summarize``, and prints JSON with their ids and results.
 """
 
 import json
@@ -13,6 +13,7 @@ import sys
 import sentry_sdk
 from opentelemetry import trace
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
+from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.otlp import OTLPIntegration
 
 from byok_tasks import byok_context
@@ -21,7 +22,13 @@ from tests.apps.celery_app import create_app
 
 sentry_sdk.init(
     dsn=os.environ["SENTRY_DSN"],
-    integrations=[ByokIntegration(), OTLPIntegration(collector_url=os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])],
+    integrations=[
+        ByokIntegration(),
+        OTLPIntegration(collector_url=os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]),
+        CeleryIntegration(),
+    ],
+    # Only the integrations that matter here: importing every installed one takes seconds.
+    auto_enabling_integrations=False,
 )
 CeleryInstrumentor().instrument()
 app = create_app(os.environ["BROKER_URL"], os.environ["RESULT_BACKEND"], os.environ["BYOK_TEST_QUEUE"])

@@ -22,12 +22,16 @@ ENDPOINT = os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
 
 if os.environ.get("SENTRY_DSN"):
     import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.otlp import OTLPIntegration
 
     from byok_tasks.sentry import ByokIntegration
 
     sentry_sdk.init(
-        dsn=os.environ["SENTRY_DSN"], integrations=[ByokIntegration(), OTLPIntegration(collector_url=ENDPOINT)]
+        dsn=os.environ["SENTRY_DSN"],
+        integrations=[ByokIntegration(), OTLPIntegration(collector_url=ENDPOINT), CeleryIntegration()],
+        # Only the integrations that matter here: importing every installed one takes seconds.
+        auto_enabling_integrations=False,
     )
 else:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

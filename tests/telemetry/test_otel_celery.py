@@ -193,7 +193,7 @@ def beside_sentry(
     provider_sandbox: ProviderSandbox,
     sentry_collector: SentryCollector,
 ) -> dict[str, Any]:
-    """A worker and a publisher both in sentry-sdk's OTel mode, Sentry's Celery integration on as it comes."""
+    """A worker and a publisher both in sentry-sdk's OTel mode, with Sentry's Celery integration on."""
     worker = otel_worker(worker_factory, redis_url, receiver, provider_sandbox, SENTRY_DSN=sentry_collector.dsn)
     uid = new_uid()
     env = environment(
