@@ -14,10 +14,16 @@ from tests.apps.celery_app import create_app
 
 if os.environ.get("SENTRY_DSN"):
     import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
 
     from byok_tasks.sentry import ByokIntegration
 
-    sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], integrations=[ByokIntegration()])
+    sentry_sdk.init(
+        dsn=os.environ["SENTRY_DSN"],
+        integrations=[ByokIntegration(), CeleryIntegration()],
+        # Only the integrations that matter here: importing every installed one takes seconds.
+        auto_enabling_integrations=False,
+    )
 
 byok_tasks.prometheus.instrument()
 
