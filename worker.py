@@ -9,6 +9,7 @@ Configuration (environment):
                               is started on 127.0.0.1:6399, so nothing needs installing
     RESULT_BACKEND            defaults to the broker when it is Redis
     SENTRY_DSN                report failures to Sentry (tagged llm.source, llm.reason, ...)
+    METRICS_PORT              serve byok-tasks' Prometheus counters on 127.0.0.1:METRICS_PORT
     OPENAI_API_KEY, ANTHROPIC_API_KEY        the platform's keys
     OPENAI_BASE_URL, ANTHROPIC_BASE_URL      another endpoint (the demo's sandbox)
     BYOK_TASKS_SECRET, BYOK_TASKS_ENCRYPTION_KEY   see the README's configuration table
@@ -21,7 +22,7 @@ from typing import Any
 
 import anthropic
 import openai
-from celery import Celery
+from celery import Celery, signals
 
 import byok_tasks.celery
 from byok_tasks import classify, current_key, llm_call
@@ -50,6 +51,17 @@ if os.environ.get("SENTRY_DSN"):
     from byok_tasks.sentry import ByokIntegration
 
     sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], integrations=[ByokIntegration()])
+
+if os.environ.get("METRICS_PORT"):
+    import byok_tasks.prometheus
+
+    byok_tasks.prometheus.instrument()
+
+    @signals.worker_init.connect(weak=False)
+    def _serve_metrics(**_: Any) -> None:
+        # The worker's main process; prefork children would count through PROMETHEUS_MULTIPROC_DIR.
+        byok_tasks.prometheus.start_http_server(int(os.environ["METRICS_PORT"]), "127.0.0.1")
+
 
 byok_tasks.celery.install(
     app,

@@ -4,9 +4,9 @@ On the real Redis (``BYOK_BENCH_REDIS_URL``, default redis://127.0.0.1:6379/0), 
 side in one run: header sizes; publish cost and worker throughput of a trivial task, bare
 Celery against byok-tasks and against sentry-sdk's and OpenTelemetry's Celery
 integrations; the failure path of one failed task; throughput while Sentry is down; then
-bench_classify.py, bench_keys.py and bench_rq.py. Each section prints a table; a markdown
-summary is printed at the end and saved to benchmarks/results.md. ``--quick`` is a smoke
-run of about a minute. It reports and never gates: the exit status is 0 whatever the
+bench_classify.py, bench_keys.py, bench_rq.py and bench_telemetry.py. Each section prints
+a table; a markdown summary is printed at the end and saved to benchmarks/results.md.
+``--quick`` is a smoke run of about a minute. It reports and never gates: the exit status is 0 whatever the
 figures, unless the benchmarks themselves could not run. benchmarks/README.md explains
 the method and its limits.
 """
@@ -59,7 +59,7 @@ OUTAGES = {
     "rate_limited": "answering 429",
     "slow": "answering after 10 s",
 }
-OTHER_BENCHMARKS = ("bench_classify.py", "bench_keys.py", "bench_rq.py")
+OTHER_BENCHMARKS = ("bench_classify.py", "bench_keys.py", "bench_rq.py", "bench_telemetry.py")
 SECTIONS = ("headers", "publish", "failure", "outage", "others")  # "publish" includes throughput
 
 

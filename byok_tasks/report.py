@@ -4,6 +4,10 @@ The log record is written for every failure, so nothing is lost when storm contr
 an event back. The error tracker is plugged in by its integration
 (:class:`byok_tasks.sentry.ByokIntegration`) through :func:`set_event_sink`, so that this
 module, like the rest of the core, imports no framework.
+
+Telemetry exporters (:mod:`byok_tasks.otel`, :mod:`byok_tasks.prometheus`) plug in the
+same way, through :func:`add_failure_observer`: every classified failure goes through the
+observers once, where its log record is written.
 """
 
 from __future__ import annotations
@@ -23,16 +27,23 @@ from .failure import CallAnnotations, LLMFailure, Source, annotate
 
 __all__ = [
     "EventSink",
+    "FailureObserver",
+    "HeldBackObserver",
     "RunningTask",
     "StormControl",
+    "add_failure_observer",
+    "add_held_back_observer",
     "already_reported",
     "default_level",
     "describe_sink",
     "enter_task",
+    "event_held_back",
     "exit_task",
     "failure_of",
     "flush_events",
     "mark_reported",
+    "remove_failure_observer",
+    "remove_held_back_observer",
     "report_llm_error",
     "running_task",
     "set_event_sink",
@@ -178,6 +189,7 @@ def report_llm_error(
             return None
         mark_reported(exc)
         log_failure(failure)
+        _observe(failure, exc)
         if _sink is not None:
             _sink.capture_handled(exc)
         return failure
@@ -225,6 +237,7 @@ def task_failed(exc: BaseException, framework: str, *, expected: bool = False) -
                 task.failure_reported = True
             return
         log_failure(failure)
+        _observe(failure, exc)
         reported = expected or (_sink is not None and _sink.capture_task_failure(exc, framework))
         if reported and task is not None:
             task.failure_reported = True
@@ -285,3 +298,67 @@ class StormControl:
             window.sent += 1
             suppressed, window.suppressed = window.suppressed, 0
             return suppressed
+
+
+FailureObserver = Callable[[LLMFailure, BaseException], None]
+"""Called once for every classified failure, with the exception it was read from, where its log record is written."""
+HeldBackObserver = Callable[[LLMFailure], None]
+"""Called when the error tracker's integration holds a failure's event back (storm control)."""
+
+# Tuples replaced whole under the lock: the failure path reads them without locking.
+_observers: tuple[FailureObserver, ...] = ()
+_held_back_observers: tuple[HeldBackObserver, ...] = ()
+_observers_lock = threading.Lock()
+
+
+def add_failure_observer(observer: FailureObserver) -> None:
+    """Call ``observer(failure, exc)`` for every classified failure from now on: a task's final
+    failure, and each one :func:`report_llm_error` reports (LangChain's ``report=True`` too).
+
+    The observer runs on the failure path, in the task's thread and context (the task's
+    span is current): it must be quick and do no I/O. What it raises is logged at debug
+    level and swallowed. Adding the same observer again changes nothing.
+    """
+    global _observers
+    with _observers_lock:
+        if observer not in _observers:
+            _observers = (*_observers, observer)
+
+
+def remove_failure_observer(observer: FailureObserver) -> None:
+    global _observers
+    with _observers_lock:
+        _observers = tuple(known for known in _observers if known != observer)
+
+
+def add_held_back_observer(observer: HeldBackObserver) -> None:
+    """Call ``observer(failure)`` each time storm control holds back a failure's event (see
+    :func:`event_held_back`); the same rules as for :func:`add_failure_observer`."""
+    global _held_back_observers
+    with _observers_lock:
+        if observer not in _held_back_observers:
+            _held_back_observers = (*_held_back_observers, observer)
+
+
+def remove_held_back_observer(observer: HeldBackObserver) -> None:
+    global _held_back_observers
+    with _observers_lock:
+        _held_back_observers = tuple(known for known in _held_back_observers if known != observer)
+
+
+def event_held_back(failure: LLMFailure) -> None:
+    """For the error tracker's integration: the event of ``failure`` was held back (its record was not)."""
+    for observer in _held_back_observers:
+        try:
+            observer(failure)
+        except Exception:
+            logger.debug("a held-back observer failed", exc_info=True)
+
+
+def _observe(failure: LLMFailure, exc: BaseException) -> None:
+    # One observer's bug must cost neither the report nor the other observers.
+    for observer in _observers:
+        try:
+            observer(failure, exc)
+        except Exception:
+            logger.debug("a failure observer failed", exc_info=True)

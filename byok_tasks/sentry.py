@@ -148,6 +148,7 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     suppressed = integration.storm.admit(failure)
     if suppressed is None:
         DedupeIntegration.reset_last_seen()
+        report.event_held_back(failure)  # so that metrics can count what Sentry will not see
         return None
     _enrich(event, failure, suppressed, integration)
     return event

@@ -14,10 +14,12 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -112,6 +114,7 @@ def _run(console: Console, stack: ExitStack) -> None:
     else:
         render(_view_from_log(failures), failures=failures, console=console)
         console.print("[dim]The events went to your Sentry project (SENTRY_DSN).[/]")
+    _show_counters(console, env.get("METRICS_PORT"))
     _check_keys(console, env["BROKER_URL"], [key for user in batch for key in user.keys.values()])
     _next_steps(console, collector is not None)
 
@@ -169,6 +172,11 @@ def _start_services(stack: ExitStack) -> tuple[dict[str, Any], Table]:
         "BYOK_TASKS_SECRET": secrets.token_urlsafe(32),
         ENCRYPTION_KEY_ENV: generate_encryption_key(),
     }
+    if _prometheus_installed():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            env["METRICS_PORT"] = str(sock.getsockname()[1])
+        running.add_row("metrics", f"127.0.0.1:{env['METRICS_PORT']}", "the worker's Prometheus endpoint")
     dsn = os.environ.get("SENTRY_DSN")
     if dsn:
         env["SENTRY_DSN"] = dsn
@@ -179,6 +187,36 @@ def _start_services(stack: ExitStack) -> tuple[dict[str, Any], Table]:
         env["collector"] = collector
         running.add_row("Sentry", collector.dsn.split("@")[1], "Sentry-protocol collector on loopback")
     return env, running
+
+
+def _prometheus_installed() -> bool:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _show_counters(console: Console, port: str | None) -> None:
+    """The worker's Prometheus counters after the batch: what a dashboard or an alert would read."""
+    if port is None:
+        return
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    lines = []
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("byok_llm_failures", "byok_llm_events_suppressed"):
+            continue
+        counts: Counter[str] = Counter()
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                labels = sample.labels
+                counts[f"{labels['source']}/{labels['provider']}/{labels['reason']}"] += int(sample.value)
+        shown = ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "none"
+        lines.append(f"  [bold]{family.name}_total[/] by source/provider/reason: {shown}")
+    console.print("Prometheus counters on the worker's /metrics:\n" + "\n".join(lines) + "\n")
 
 
 def _start_worker(stack: ExitStack, env: dict[str, Any], log_path: Path) -> subprocess.Popen[bytes]:

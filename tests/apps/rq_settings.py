@@ -62,6 +62,12 @@ if os.environ.get("SENTRY_DSN"):
         disabled_integrations=[RqIntegration] if os.environ.get("BYOK_TEST_SENTRY_RQ") == "off" else [],
     )
 
+if os.environ.get("BYOK_TEST_METRICS"):
+    # Counted in each work horse, into PROMETHEUS_MULTIPROC_DIR.
+    import byok_tasks.prometheus
+
+    byok_tasks.prometheus.instrument()
+
 _store = redis.Redis.from_url(REDIS_URL)
 _perform_job = SimpleWorker.perform_job
 
