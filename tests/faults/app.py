@@ -39,12 +39,16 @@ _records = redis.Redis.from_url(os.environ["RESULT_BACKEND"])
 
 if os.environ.get("SENTRY_DSN"):
     import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
 
     from byok_tasks.sentry import ByokIntegration
 
     sentry_sdk.init(
         dsn=os.environ["SENTRY_DSN"],
-        integrations=[ByokIntegration()],
+        integrations=[ByokIntegration(), CeleryIntegration()],
+        # Not the SDKs' integrations that this environment happens to have installed:
+        # importing all of them takes the worker ten seconds or more to start.
+        auto_enabling_integrations=False,
         shutdown_timeout=float(os.environ.get("BYOK_TEST_SHUTDOWN_TIMEOUT", "2")),
     )
 
