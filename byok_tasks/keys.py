@@ -30,6 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlsplit
 
 from .context import _PROVIDER_NAME, current_context
 from .redaction import remember_key
@@ -49,6 +50,8 @@ __all__ = [
 ENCRYPTION_KEY_ENV = "BYOK_TASKS_ENCRYPTION_KEY"
 Resolver = Callable[[str, str], "str | None"]
 _REF = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# Options of a Redis URL that would loosen the bound on each call to the key store.
+_BOUND_OPTIONS = frozenset({"socket_timeout", "socket_connect_timeout", "retry_on_timeout", "retry_on_error"})
 
 
 class ByokKeyUnavailable(RuntimeError):
@@ -202,17 +205,24 @@ class SealedKeyStore:
             raise ValueError(f"sealed keys need an encryption key (argument or {ENCRYPTION_KEY_ENV})")
         keys = [encryption_key] if isinstance(encryption_key, (str, bytes)) else list(encryption_key)
         self._ciphers = [AESGCM(_key_bytes(key)) for key in keys]
+        # The URL's query string would override the timeouts given here (redis-py lets it),
+        # and with them the bound every caller relies on.
+        overridden = _BOUND_OPTIONS & set(parse_qs(urlsplit(redis_url).query))
+        if overridden:
+            raise ValueError(
+                f"set the key store's timeouts with connect_timeout= and read_timeout=, not {sorted(overridden)} "
+                "in its URL"
+            )
         self._redis: Any = redis.Redis.from_url(
             redis_url,
-            # redis-py 5 has no timeouts by default (a frozen store blocks until it thaws);
-            # redis-py 6 and later retry three times with backoff, which multiplies the wait.
-            # No retries, then: a stale pooled connection is already replaced when it is
-            # taken from the pool, and a store that refuses connections is seldom back
-            # within the seconds a web request can wait.
+            # redis-py 5 has no timeouts by default: a frozen store blocks until it thaws.
             socket_connect_timeout=connect_timeout,
             socket_timeout=read_timeout,
+            # No retries, pinned: redis-py 6 and later retry three times with backoff by
+            # default (on clients made with Redis()), which would multiply the wait. A stale
+            # pooled connection is replaced anyway when it is taken from the pool, and a
+            # store that refuses connections is seldom back within the seconds a request waits.
             retry=Retry(NoBackoff(), 0),
-            retry_on_error=[],
         )
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self.location = _location(self._redis.connection_pool.connection_kwargs)

@@ -139,6 +139,12 @@ def test_timeouts_must_be_positive(timeouts: dict[str, float]) -> None:
         store_at("redis://127.0.0.1:1/0", **timeouts)
 
 
+@pytest.mark.parametrize("option", ["socket_timeout=30", "retry_on_timeout=true"])
+def test_url_options_that_would_loosen_the_bound_are_refused(option: str) -> None:
+    with pytest.raises(ValueError, match="connect_timeout= and read_timeout=, not"):
+        store_at(f"redis://127.0.0.1:1/0?{option}")
+
+
 def test_current_key_refuses_a_provider_name_no_context_can_hold() -> None:
     with byok_context("alice", ["openai"]), pytest.raises(ValueError, match="invalid provider name"):
         current_key("OpenAI")
