@@ -228,8 +228,6 @@ class SealedKeyStore:
         self.location = _location(self._redis.connection_pool.connection_kwargs)
         self.ttl = ttl
         self.prefix = prefix
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
 
     def __repr__(self) -> str:
         return f"SealedKeyStore({self.location!r}, ttl={self.ttl}, prefix={self.prefix!r})"
