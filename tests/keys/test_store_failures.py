@@ -19,9 +19,7 @@ from byok_tasks import keys as byok_keys
 from byok_tasks.context import attach, detach
 from byok_tasks.keys import Keyring, SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
-from tests.support.redis_server import RedisServer, own_redis_fixture
-
-__all__ = ["own_redis_fixture"]
+from tests.support.redis_server import RedisServer, own_redis_fixture  # noqa: F401
 
 ENCRYPTION_KEY = generate_encryption_key()
 USER_KEY = sandbox_key("openai", "ok")
