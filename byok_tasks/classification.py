@@ -16,6 +16,7 @@ from .context import ByokContext, current_context
 from .evidence import MOST_INFORMATIVE, Evidence, attribute, safe_str, str_or_none, wanted_headers
 from .evidence import read_safely as _read_safely
 from .failure import RETRYABLE_REASONS, CallAnnotations, LLMFailure, Reason, Source, annotations_of
+from .keys import ByokKeyUnavailable
 from .providers import UNKNOWN, ProviderTable, by_host, by_module, by_name, canonical_name, name_for_host
 from .providers import common as _common
 from .providers import gateways as _gateways
@@ -55,6 +56,13 @@ def classify(exc: BaseException, *, provider: str | None = None) -> LLMFailure |
     failures wrapped by LangChain, tenacity or your own code are classified by what the
     provider answered. Never raises: a bug here must not hide the original failure.
     """
+    if isinstance(exc, ByokKeyUnavailable) and (exc.provider or provider) is not None:
+        # The user's key never reached the call: a BYOK failure, whoever's store failed.
+        return LLMFailure(
+            source="byok", provider=exc.provider or provider or "", reason="key_unavailable", status=None, code=None,
+            retry_after=None, retryable=False, model=None, feature=None, operation="chat", uid=exc.uid,
+            error_type=type(exc).__qualname__, message=redact(str(exc)),
+        )  # fmt: skip
     try:
         return _classify(exc, provider)
     except Exception:

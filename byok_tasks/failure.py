@@ -44,6 +44,7 @@ Reason = Literal[
     "connection",
     "overloaded",
     "server_error",
+    "key_unavailable",
     "unknown",
 ]
 

@@ -30,8 +30,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlsplit
 
-from .context import _PROVIDER_NAME, current_context
+from .context import _PROVIDER_NAME, current_context, provider_name
 from .redaction import remember_key
 
 __all__ = [
@@ -49,10 +50,21 @@ __all__ = [
 ENCRYPTION_KEY_ENV = "BYOK_TASKS_ENCRYPTION_KEY"
 Resolver = Callable[[str, str], "str | None"]
 _REF = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# Options of a Redis URL that would loosen the bound on each call to the key store.
+_BOUND_OPTIONS = frozenset({"socket_timeout", "socket_connect_timeout", "retry_on_timeout", "retry_on_error"})
 
 
 class ByokKeyUnavailable(RuntimeError):
-    """A provider is BYOK for this context, but the user's key cannot be had. Never a silent fallback."""
+    """A provider is BYOK for this context, but the user's key cannot be had. Never a silent fallback.
+
+    ``uid`` and ``provider`` say whose key it was (``provider`` is None when the keys of
+    several providers were being sealed), so that the failure is filed as the user's.
+    """
+
+    def __init__(self, message: str, *, uid: str | None = None, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.uid = uid
+        self.provider = provider
 
 
 class ByokKeyExpired(ByokKeyUnavailable):
@@ -111,9 +123,11 @@ class Keyring:
                     return None
                 if _store is None:
                     raise ByokKeyUnavailable(
-                        "this task carries sealed keys, but no SealedKeyStore is configured in this process"
+                        "this task carries sealed keys, but no SealedKeyStore is configured in this process",
+                        uid=uid,
+                        provider=provider,
                     )
-                self._keys = _store.open(self.ref, uid)
+                self._keys = _store.open(self.ref, uid, provider=provider)
                 _remember(self._keys)
             return self._keys.get(provider)
 
@@ -129,15 +143,17 @@ class Keyring:
             if store is not None and delay > store.ttl:
                 raise ByokKeyUnavailable(
                     f"a task scheduled {delay:.0f} s ahead cannot take sealed keys, which live {store.ttl:g} s: "
-                    "schedule it sooner, give the SealedKeyStore a longer ttl, or use a resolver"
+                    "schedule it sooner, give the SealedKeyStore a longer ttl, or use a resolver",
+                    uid=uid,
                 )
             if self.ref is not None and self._sealed_until is None:
                 return self.ref
             if self._keys is None:
-                raise ByokKeyUnavailable("there are no keys to seal")
+                raise ByokKeyUnavailable("there are no keys to seal", uid=uid)
             if store is None:
                 raise ByokKeyUnavailable(
-                    "keys given to byok_context() need a SealedKeyStore to reach workers: pass key_store= to install()"
+                    "keys given to byok_context() need a SealedKeyStore to reach workers: pass key_store= to install()",
+                    uid=uid,
                 )
             now = time.monotonic()
             lasts = self._sealed_until is not None and self._sealed_until - now >= delay + store.ttl / 2
@@ -154,6 +170,10 @@ class SealedKeyStore:
     ``encryption_key`` (else ``BYOK_TASKS_ENCRYPTION_KEY``) is 32 bytes, base64url, shared
     by web and worker processes; a sequence decrypts with any and encrypts with the first,
     for rotation. Make one with :func:`generate_encryption_key`.
+
+    Every call to Redis is bounded by ``connect_timeout`` plus ``read_timeout`` seconds; a
+    store that is down, frozen or refuses the connection raises :class:`ByokKeyUnavailable`
+    (the Redis error chained as its cause) within that bound, on every supported redis-py.
     """
 
     def __init__(
@@ -163,40 +183,80 @@ class SealedKeyStore:
         encryption_key: str | bytes | Sequence[str | bytes] | None = None,
         ttl: float = 3600.0,
         prefix: str = "byok:keys:",
+        connect_timeout: float = 1.0,
+        read_timeout: float = 2.0,
     ) -> None:
-        import redis
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        try:
+            import redis
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError as exc:
+            raise ImportError(f'SealedKeyStore needs the keys extra: pip install "byok-tasks[keys]" ({exc})') from exc
 
         if not ttl >= 0.001:  # Redis expiries are whole milliseconds; also refuses NaN
             raise ValueError("ttl must be at least 0.001 seconds")
+        for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if not 0 < value <= 60:  # also refuses NaN; None would mean "wait forever"
+                raise ValueError(f"{name} must be a number of seconds above 0 and at most 60")
         if encryption_key is None:
             encryption_key = os.environ.get(ENCRYPTION_KEY_ENV) or None
         if encryption_key is None:
             raise ValueError(f"sealed keys need an encryption key (argument or {ENCRYPTION_KEY_ENV})")
         keys = [encryption_key] if isinstance(encryption_key, (str, bytes)) else list(encryption_key)
         self._ciphers = [AESGCM(_key_bytes(key)) for key in keys]
-        self._redis: Any = redis.Redis.from_url(redis_url)
+        # The URL's query string would override the timeouts given here (redis-py lets it),
+        # and with them the bound every caller relies on.
+        overridden = _BOUND_OPTIONS & set(parse_qs(urlsplit(redis_url).query))
+        if overridden:
+            raise ValueError(
+                f"set the key store's timeouts with connect_timeout= and read_timeout=, not {sorted(overridden)} "
+                "in its URL"
+            )
+        self._redis: Any = redis.Redis.from_url(
+            redis_url,
+            # redis-py 5 has no timeouts by default: a frozen store blocks until it thaws.
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=read_timeout,
+            # No retries, pinned: redis-py 6 and later retry three times with backoff by
+            # default (on clients made with Redis()), which would multiply the wait. A stale
+            # pooled connection is replaced anyway when it is taken from the pool, and a
+            # store that refuses connections is seldom back within the seconds a request waits.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self.location = _location(self._redis.connection_pool.connection_kwargs)
         self.ttl = ttl
         self.prefix = prefix
 
     def __repr__(self) -> str:
-        return f"SealedKeyStore(ttl={self.ttl}, prefix={self.prefix!r})"
+        return f"SealedKeyStore({self.location!r}, ttl={self.ttl}, prefix={self.prefix!r})"
 
     def seal(self, keys: Mapping[str, str], uid: str) -> str:
         ref = secrets.token_urlsafe(16)
         nonce = secrets.token_bytes(12)
         sealed = nonce + self._ciphers[0].encrypt(nonce, json.dumps(dict(keys)).encode(), _bound_to(uid, ref))
-        self._redis.set(self.prefix + ref, sealed, px=int(self.ttl * 1000))
+        try:
+            self._redis.set(self.prefix + ref, sealed, px=int(self.ttl * 1000))
+        except self._errors as exc:
+            what = f"the keys of user {uid!r} cannot be sealed, so the task was not sent"
+            raise self._unavailable(exc, what, uid) from exc
         return ref
 
-    def open(self, ref: str, uid: str) -> dict[str, str]:
+    def open(self, ref: str, uid: str, *, provider: str | None = None) -> dict[str, str]:
         from cryptography.exceptions import InvalidTag
 
-        sealed = self._redis.get(self.prefix + ref)
+        try:
+            sealed = self._redis.get(self.prefix + ref)
+        except self._errors as exc:
+            what = f"the keys sealed for user {uid!r} under reference {ref!r} cannot be fetched"
+            raise self._unavailable(exc, what, uid, provider) from exc
         if sealed is None:
             raise ByokKeyExpired(
                 f"the keys sealed for user {uid!r} under reference {ref!r} are gone: they outlived the TTL "
-                "they were sealed with, or were never stored; send the task again with the user's key"
+                "they were sealed with, or were never stored; send the task again with the user's key",
+                uid=uid,
+                provider=provider,
             )
         nonce, ciphertext = sealed[:12], sealed[12:]
         for cipher in self._ciphers:
@@ -207,8 +267,25 @@ class SealedKeyStore:
             return {str(provider): str(key) for provider, key in keys.items()}
         raise ByokKeyUnavailable(
             f"the keys sealed under reference {ref!r} do not open for user {uid!r}: "
-            "a different encryption key, or a reference copied from another user"
+            "a different encryption key, or a reference copied from another user",
+            uid=uid,
+            provider=provider,
         )
+
+    def _unavailable(self, exc: BaseException, what: str, uid: str, provider: str | None = None) -> ByokKeyUnavailable:
+        # The store is named by host, port and database only: its URL may hold a password.
+        return ByokKeyUnavailable(
+            f"{what}: the key store at {self.location} failed ({type(exc).__name__}: {exc})", uid=uid, provider=provider
+        )
+
+
+def _location(connection_kwargs: Mapping[str, Any]) -> str:
+    """Where a Redis client connects, without its credentials: ``host:port/db`` or ``unix-path/db``."""
+    db = connection_kwargs.get("db", 0)
+    path = connection_kwargs.get("path")
+    if path:
+        return f"{path}/{db}"
+    return f"{connection_kwargs.get('host', 'localhost')}:{connection_kwargs.get('port', 6379)}/{db}"
 
 
 def _bound_to(uid: str, ref: str) -> bytes:
@@ -345,6 +422,9 @@ def current_key(provider: str) -> str | None:
     :class:`ByokKeyUnavailable` (or :class:`ByokKeyExpired`) when the provider is BYOK but
     the key cannot be had, so that a task never quietly spends the platform's key instead.
     """
+    # As byok_context() refuses it: a name no context can hold would answer None, and
+    # ``current_key("OpenAI") or platform_key`` would spend the platform's key.
+    provider_name(provider)
     context = current_context()
     if context is None or not context.uses_own_key(provider):
         return None
@@ -358,6 +438,8 @@ def current_key(provider: str) -> str | None:
         keys = "the context's keys do not include it" if context.keyring is not None else "the context carries no keys"
         resolver = "the resolver returned none" if _resolver is not None else "no resolver is configured"
         raise ByokKeyUnavailable(
-            f"user {context.uid!r} uses their own {provider} key, but it cannot be found: {keys} and {resolver}"
+            f"user {context.uid!r} uses their own {provider} key, but it cannot be found: {keys} and {resolver}",
+            uid=context.uid,
+            provider=provider,
         )
     return key
