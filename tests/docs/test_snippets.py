@@ -34,7 +34,7 @@ from tests.support.processes import ROOT
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # A Redis database of the snippets' own: their workers consume Celery's default queue.
 SNIPPET_DB = 12
-TIMEOUT = 60
+TIMEOUT = 120  # a block that starts sentry-sdk imports every installed integration: seconds on a loaded box
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!--\s*snippet:(.*?)-->\s*$")
