@@ -15,6 +15,7 @@ import pytest
 
 from byok_tasks import byok_context, current_key, llm_call, report_llm_error
 
+
 def enter_a_context(name: str) -> None:
     with byok_context("alice", [name]):
         pass
