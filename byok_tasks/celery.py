@@ -109,13 +109,21 @@ def _patch_send_task(app: Celery) -> None:
     # An instance attribute: this app only, and nothing of it is built or read now.
     if getattr(app.send_task, _MARKER, False):
         return
-    send = app.send_task
+    own = vars(app).get("send_task")  # the app's own override, if one was set before install()
 
-    @functools.wraps(send)
+    def sender() -> Any:
+        # Looked up on the class at each call, as without us: a test that patches
+        # Celery.send_task after install() still sees every task sent.
+        if own is not None:
+            return own
+        method = type(app).send_task
+        return method.__get__(app, type(app)) if hasattr(method, "__get__") else method
+
+    @functools.wraps(type(app).send_task)
     def send_task(name: str, *args: Any, **kwargs: Any) -> Any:
         context = current_context()
         if context is None:
-            return send(name, *args, **kwargs)
+            return sender()(name, *args, **kwargs)
         if context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
             # Here, not in the publish signal: a refusal must reach the code that sent the task.
             context.keyring.seal(
@@ -123,7 +131,7 @@ def _patch_send_task(app: Celery) -> None:
             )
         token = _through_installed_app.set(True)
         try:
-            return send(name, *args, **kwargs)
+            return sender()(name, *args, **kwargs)
         finally:
             _through_installed_app.reset(token)
 

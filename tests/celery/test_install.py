@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from celery import Celery
@@ -63,6 +64,13 @@ def test_task_sent_after_late_configuration_reaches_the_worker(worker_factory: A
         assert result.get(timeout=TIMEOUT) == "late-alice"
     finally:
         app.close()
+
+
+def test_patching_send_task_on_the_class_after_install_still_sees_every_task() -> None:
+    app = fresh_app(broker="memory://")
+    with patch("celery.app.base.Celery.send_task") as send_task:
+        app.send_task("tasks.add", countdown=10)
+    send_task.assert_called_with("tasks.add", countdown=10)
 
 
 def test_duplicate_task_name_warning_points_at_the_users_line() -> None:
