@@ -98,6 +98,7 @@ class HeaderCodec:
     _verified: dict[str, tuple[ByokContext, float, float, str | None]] = field(
         init=False, compare=False, repr=False, default_factory=dict
     )
+    _warned_unverified: bool = field(init=False, compare=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
         if self.require_signature and not self.secrets:
@@ -177,8 +178,14 @@ class HeaderCodec:
                 raise HeaderError("header signature does not match: tampered, or signed with another secret")
         elif self.require_signature:
             raise HeaderError("header is unsigned and this worker requires signed headers")
-        elif len(parts) == 3:
-            _warn_unverified()
+        elif len(parts) == 3 and not self._warned_unverified:
+            # Signed by a publisher that has the secret, accepted unchecked by a worker that
+            # lost it: a deploy mistake that would otherwise go unnoticed. Said once.
+            object.__setattr__(self, "_warned_unverified", True)
+            logger.warning(
+                "a signed BYOK header arrived, but this process has no secret (BYOK_TASKS_SECRET) to check it "
+                "with: signatures are not verified; give workers the publishers' secret and require_signature=True"
+            )
         verified = _parse_payload(parts[1])
         if len(self._verified) >= _VERIFIED_CACHE_SIZE:
             self._verified.clear()
@@ -206,19 +213,6 @@ class HeaderCodec:
         return _b64encode(mac.digest())
 
 
-def _warn_unverified() -> None:
-    # Signed by a publisher that has the secret, accepted unchecked by a worker that lost it:
-    # a deploy mistake that would otherwise go unnoticed until a header is forged.
-    global _warned_unverified
-    if not _warned_unverified:
-        _warned_unverified = True
-        logger.warning(
-            "a signed BYOK header arrived, but this process has no secret (BYOK_TASKS_SECRET) to check it with: "
-            "signatures are not verified; give workers the publishers' secret and require_signature=True"
-        )
-
-
-_warned_unverified = False
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
 _VERIFIED_CACHE_SIZE = 1024
 

@@ -11,7 +11,7 @@ import pytest
 from celery import Celery
 
 import byok_tasks.celery
-from byok_tasks import byok_context
+from byok_tasks import ByokContext, byok_context
 from byok_tasks import keys as byok_keys
 from byok_tasks.header import HeaderCodec
 from tests.support.celery_worker import SECRET
@@ -68,11 +68,13 @@ def test_cache_settings_without_any_resolver_are_an_error(no_key_sources: None) 
 
 
 def test_a_worker_without_a_secret_warns_once_about_signed_headers(caplog: pytest.LogCaptureFixture) -> None:
-    header = HeaderCodec.configure(SECRET).encode(byok_context("alice", ["openai"]).__enter__())
+    signing = HeaderCodec.configure(SECRET)
+    header = signing.encode(ByokContext("alice", frozenset({"openai"})))
     secretless = HeaderCodec.configure(None)
     with caplog.at_level(logging.WARNING, logger="byok_tasks.header"):
         secretless.decode(header)
-        HeaderCodec.configure(None).decode(header)
+        secretless.decode(header + "")  # the same header again, and through the decode cache
+        secretless.decode(signing.encode(ByokContext("bob", frozenset({"openai"}))))
     [record] = [r for r in caplog.records if r.name == "byok_tasks.header"]
     assert "no secret" in record.getMessage() and SECRET not in record.getMessage()
 
