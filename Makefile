@@ -39,8 +39,11 @@ $(CONFORMANCE_VENV)/.installed: pyproject.toml conformance/requirements.txt
 	$(CONFORMANCE_VENV)/bin/python -m pip install --quiet -e '.[celery,rq,sentry,keys,langchain]' -r conformance/requirements.txt
 	touch $@
 
+# CI runs Celery's and RQ's suites; sentry-python's (`make conformance SUITES=sentry`) has
+# not yet finished a run with all three modes at once within the time CI allows.
+SUITES ?= celery rq
 conformance: $(CONFORMANCE_VENV)/.installed
-	$(CONFORMANCE_VENV)/bin/python conformance/run.py
+	$(CONFORMANCE_VENV)/bin/python conformance/run.py $(SUITES)
 
 # The lowest redis-py the `keys` extra allows (redis>=5), whose timeouts and retries
 # differ from the latest: the key-store and fault tests run against it in a venv of their own.
