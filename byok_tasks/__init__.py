@@ -5,13 +5,19 @@ The core (everything imported here) imports no framework. The adapters
 the applications that use them import them.
 """
 
+from ._exceptions import (
+    ByokContextRequired,
+    ByokKeyExpired,
+    ByokKeyUnavailable,
+    HeaderError,
+    ProviderRegistrationError,
+)
 from .classification import classify
 from .concurrency import report_llm_error_async, submit_with_context
-from .context import ByokContext, ByokContextRequired, byok_context, current_context
+from .context import ByokContext, byok_context, current_context
 from .failure import LLMFailure, llm_call
-from .header import HeaderError
-from .keys import ByokKeyExpired, ByokKeyUnavailable, current_key
-from .providers import ProviderRegistrationError, register_provider
+from .keys import current_key
+from .providers import register_provider
 from .redaction import redact
 from .report import report_llm_error
 

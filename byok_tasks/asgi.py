@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from ._words import a_value_of_type
-from .context import ByokContext, _provider_set, attach, detach
-from .keys import Keyring
+from .context import ByokContext, attach, detach
+from .keyring import Keyring
+from .names import well_formed_providers
 from .providers import PROVIDERS
 
 __all__ = ["DEFAULT_HEADERS", "ByokAsgiMiddleware", "KeyHeaders", "UidResolver"]
@@ -54,7 +55,7 @@ class KeyHeaders:
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         headers = DEFAULT_HEADERS if headers is None else headers
-        _provider_set(headers)  # the same rules as byok_context(): a bad name fails at start, not per request
+        well_formed_providers(headers)  # the same rules as byok_context(): a bad name fails at start, not per request
         by_header: dict[str, str] = {}
         for provider, name in headers.items():
             if not isinstance(name, str) or not _TOKEN.fullmatch(name):

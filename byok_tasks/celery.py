@@ -30,7 +30,6 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ._extras import needs_extra
@@ -39,17 +38,16 @@ with needs_extra(__name__, "Celery", "celery"):
     from celery import Celery, Task, signals
     from celery.exceptions import Ignore, Retry
 
-from . import keys, report
-from .context import attach, current_context, detach, refusal
-from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
+from . import propagation
+from .context import current_context
+from .header import DEFAULT_MAX_AGE, HEADER
+from .keyring import Resolver, SealedKeyStore
 from .retry import RetryPolicy
-from .startup import settings_line
 
 __all__ = ["install", "llm_retry"]
 
 logger = logging.getLogger(__name__)
 
-_codec: HeaderCodec | None = None
 # Where the worker keeps per-task state on the request: the tokens that undo our
 # ContextVar changes, and why a header was refused (for the byok_required error).
 _TOKENS = "_byok_tokens"
@@ -67,8 +65,8 @@ def install(
     secret: str | bytes | Sequence[str | bytes] | None = None,
     require_signature: bool = False,
     max_age: float = DEFAULT_MAX_AGE,
-    key_store: keys.SealedKeyStore | None = None,
-    resolver: keys.Resolver | None = None,
+    key_store: SealedKeyStore | None = None,
+    resolver: Resolver | None = None,
     resolver_ttl: float | None = None,
     resolver_cache_size: int | None = None,
 ) -> None:
@@ -82,21 +80,23 @@ def install(
     keys reach :func:`byok_tasks.current_key` in the worker. Calling it again, for this
     app or another, with the same settings changes nothing; other settings are an error.
     """
-    global _codec
-    codec = HeaderCodec.configure(secret, require_signature=require_signature, max_age=max_age)
-    if _codec is not None and codec != _codec:
-        raise ValueError("byok_tasks.celery.install() was already called in this process with other settings")
-    keys.configure(
-        store=key_store, resolver=resolver, resolver_ttl=resolver_ttl, resolver_cache_size=resolver_cache_size
+    propagation.configure(
+        "celery",
+        secret=secret,
+        require_signature=require_signature,
+        max_age=max_age,
+        key_store=key_store,
+        resolver=resolver,
+        resolver_ttl=resolver_ttl,
+        resolver_cache_size=resolver_cache_size,
     )
-    if _codec is None:
-        _codec = codec
-        _connect_signals()
-        _patch_tracer_builder()
+    _connect_signals()
+    _patch_tracer_builder()
     _patch_send_task(app)
 
 
 def _connect_signals() -> None:
+    # dispatch_uid makes connecting again a no-op.
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="byok_tasks.publish")
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="byok_tasks.prerun")
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="byok_tasks.postrun")
@@ -126,9 +126,7 @@ def _patch_send_task(app: Celery) -> None:
             return sender()(name, *args, **kwargs)
         if context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
             # Here, not in the publish signal: a refusal must reach the code that sent the task.
-            context.keyring.seal(
-                context.uid, keys.key_store(), delay=_delay(kwargs.get("countdown"), kwargs.get("eta"))
-            )
+            propagation.seal_keys(propagation.delay_until(kwargs.get("countdown"), kwargs.get("eta")))
         token = _through_installed_app.set(True)
         try:
             return sender()(name, *args, **kwargs)
@@ -162,12 +160,12 @@ def _guarding(build_tracer: Callable[..., Any]) -> Callable[..., Any]:
 def _on_publish(headers: dict[str, Any] | None = None, sender: str | None = None, **_: Any) -> None:
     if headers is None or HEADER in headers:
         return  # a header passed explicitly (or kept by a retry) is the caller's choice
-    context = current_context()
-    if context is None or _codec is None:
+    header = propagation.header_to_send(propagation.delay_until(None, headers.get("eta")))
+    if header is None:
         return
     if not _through_installed_app.get():
         _warn_uninstalled_app(str(sender))
-    headers[HEADER] = _codec.encode(context, delay=_delay(None, headers.get("eta")))
+    headers[HEADER] = header
 
 
 def _warn_uninstalled_app(task_name: str) -> None:
@@ -184,49 +182,21 @@ def _warn_uninstalled_app(task_name: str) -> None:
     )
 
 
-def _delay(countdown: object, eta: object) -> float:
-    """Seconds until a task starts, from ``countdown`` or its ETA (a datetime or Celery's ISO string)."""
-    if isinstance(countdown, (int, float)) and not isinstance(countdown, bool):
-        return max(0.0, float(countdown))
-    if isinstance(eta, str):
-        try:
-            eta = datetime.fromisoformat(eta)
-        except ValueError:
-            return 0.0
-    if not isinstance(eta, datetime):
-        return 0.0
-    if eta.tzinfo is None:
-        eta = eta.replace(tzinfo=timezone.utc)
-    return max(0.0, (eta - datetime.now(timezone.utc)) / timedelta(seconds=1))
-
-
 def _on_prerun(task: Task, task_id: str, **_: Any) -> None:
     request = task.request
-    context_token = None
     # In eager mode nothing was published: the caller's context is simply still in force.
-    if not request.is_eager and _codec is not None:
-        value = _find_header(request)
-        context = None
-        if value is not None:
-            try:
-                context = _codec.decode(value)
-            except Exception as exc:
-                problem = why_refused(exc)
-                logger.warning(
-                    "task %s[%s]: BYOK header refused, running without a BYOK context: %s", task.name, task_id, problem
-                )
-                setattr(request, _PROBLEM, problem)
-        context_token = attach(context)
-    setattr(request, _TOKENS, (context_token, report.enter_task(task.name)))
+    context = current_context()
+    if not request.is_eager:
+        context, problem = propagation.restore(_find_header(request), lambda: f"task {task.name}[{task_id}]")
+        if problem is not None:
+            setattr(request, _PROBLEM, problem)
+    setattr(request, _TOKENS, propagation.enter(context, task.name))
 
 
 def _on_postrun(task: Task, **_: Any) -> None:
-    tokens = vars(task.request).pop(_TOKENS, None)
-    if tokens is not None:
-        context_token, task_token = tokens
-        if context_token is not None:
-            detach(context_token)
-        report.exit_task(task_token)
+    entered = vars(task.request).pop(_TOKENS, None)
+    if entered is not None:
+        propagation.leave(entered)
 
 
 def _on_failure(sender: Task, exception: BaseException, **_: Any) -> None:
@@ -235,7 +205,7 @@ def _on_failure(sender: Task, exception: BaseException, **_: Any) -> None:
     # it while handling the original, which is therefore still sys.exc_info()'s.
     raised = sys.exc_info()[1] or exception
     # Exceptions the task declares in `throws` are expected outcomes, not failures to report.
-    report.task_failed(raised, "celery", expected=isinstance(raised, sender.throws))
+    propagation.task_failed(raised, "celery", expected=isinstance(raised, sender.throws))
 
 
 def _find_header(request: Any) -> object | None:
@@ -260,8 +230,9 @@ def _on_worker_init(**_: Any) -> None:
 
 def _on_worker_ready(**_: Any) -> None:
     # Not at worker_init: Celery sets up the worker's logging after it.
-    if _codec is not None:
-        logger.info("%s", settings_line(_codec))
+    line = propagation.start_up_line()
+    if line is not None:
+        logger.info("%s", line)
 
 
 def _guard(task: Task) -> None:
@@ -279,7 +250,7 @@ def _guarded_run(task: Task) -> Any:
     @functools.wraps(inner)
     def run(*args: Any, **kwargs: Any) -> Any:
         request = task.request
-        error = refusal(f"task {task.name}[{request.id}]", current_context(), getattr(request, _PROBLEM, None))
+        error = propagation.refusal(f"task {task.name}[{request.id}]", getattr(request, _PROBLEM, None))
         if error is not None:
             raise error
         return inner(*args, **kwargs)

@@ -12,11 +12,11 @@ import re
 import time
 from email.utils import parsedate_to_datetime
 
+from ._exceptions import ByokKeyUnavailable
 from .context import ByokContext, current_context
 from .evidence import MOST_INFORMATIVE, Evidence, attribute, safe_str, str_or_none, wanted_headers
 from .evidence import read_safely as _read_safely
 from .failure import RETRYABLE_REASONS, CallAnnotations, LLMFailure, Reason, Source, annotations_of
-from .keys import ByokKeyUnavailable
 from .providers import UNKNOWN, ProviderTable, by_host, by_module, by_name, canonical_name, name_for_host
 from .providers import common as _common
 from .providers import gateways as _gateways

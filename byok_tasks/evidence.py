@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .failure import Reason
+from .names import Reason
 from .providers import by_module, canonical_name
 from .providers import common as _common
 from .providers import gateways as _gateways

@@ -15,9 +15,11 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from .context import ByokContext, current_context, provider_name
+from .context import ByokContext, current_context
+from .names import RETRYABLE_REASONS, Reason, Source
+from .providers import provider_name
 
 __all__ = [
     "RETRYABLE_REASONS",
@@ -29,28 +31,6 @@ __all__ = [
     "annotations_of",
     "llm_call",
 ]
-
-Source = Literal["byok", "platform"]
-Reason = Literal[
-    "invalid_key",
-    "permission",
-    "quota",
-    "rate_limit",
-    "model_not_found",
-    "context_length",
-    "content_filter",
-    "bad_request",
-    "timeout",
-    "connection",
-    "overloaded",
-    "server_error",
-    "key_unavailable",
-    "unknown",
-]
-
-# Failures that can clear by themselves, so retrying later is worth it. The rest need a
-# person to act: a new key, credits, a shorter prompt, a different model.
-RETRYABLE_REASONS: frozenset[Reason] = frozenset({"rate_limit", "overloaded", "server_error", "timeout", "connection"})
 
 
 @dataclass(frozen=True, slots=True)

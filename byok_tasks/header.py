@@ -36,9 +36,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from ._exceptions import HeaderError
 from ._words import a_value_of_type
 from .context import ByokContext
-from .keys import Keyring, is_reference
+from .keyring import Keyring, is_reference
 
 __all__ = ["HEADER", "SECRET_ENV", "HeaderCodec", "HeaderError", "why_refused"]
 
@@ -51,10 +52,6 @@ VERSION = "1"
 MAX_HEADER_LENGTH = 1024
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 CLOCK_SKEW = 300.0
-
-
-class HeaderError(ValueError):
-    """A BYOK header that cannot be trusted. The message says why and never quotes the header."""
 
 
 def why_refused(exc: Exception) -> str:

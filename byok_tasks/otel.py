@@ -41,7 +41,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 
-from . import report
+from . import propagation, report
 from .context import current_context
 from .failure import LLMFailure
 
@@ -206,8 +206,7 @@ def _context_restored(signal: Any, task: Any) -> bool:
         return True
     import byok_tasks.celery
 
-    installed = byok_tasks.celery._codec is not None
-    return not installed or hasattr(getattr(task, "request", None), byok_tasks.celery._TOKENS)
+    return not propagation.installed() or hasattr(getattr(task, "request", None), byok_tasks.celery._TOKENS)
 
 
 def _tag_current_span(signal: Any, task: Any, *, uid: bool) -> None:

@@ -17,13 +17,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Literal
 
+from . import settings
 from .classification import classify
-from .context import provider_name
 from .failure import CallAnnotations, LLMFailure, Source, annotate
+from .providers import provider_name
+from .running import RunningTask, enter_task, exit_task, running_task
+from .settings import EventSink
 
 __all__ = [
     "EventSink",
@@ -67,76 +69,28 @@ def default_level(failure: LLMFailure) -> Level:
     return "error"
 
 
-class EventSink(Protocol):
-    """Where failures become error-tracker events; implemented by the Sentry integration."""
-
-    def capture_handled(self, exc: BaseException) -> None:
-        """An event for a failure the application handled and reported itself."""
-
-    def capture_task_failure(self, exc: BaseException, framework: str) -> bool:
-        """An event for a task's final failure, unless the tracker's own integration for
-        ``framework`` sends one; True when this sink sent it."""
-
-    def describe(self) -> str:
-        """One line for the worker's start-up log: where events go, and the storm budget."""
-
-    def flush(self) -> None:
-        """Send what is queued, within the tracker's own shutdown timeout: the process is about to vanish."""
-
-
-_sink: EventSink | None = None
-
-
 def set_event_sink(sink: EventSink | None) -> None:
-    global _sink
-    _sink = sink
+    """For the error tracker's integration: send events through ``sink`` from now on."""
+    settings.current().sink = sink
 
 
 def describe_sink() -> str:
-    if _sink is None:
+    sink = settings.current().sink
+    if sink is None:
         return "no error tracker set up: failures are logged only"
-    return _sink.describe()
+    return sink.describe()
 
 
 def flush_events() -> None:
-    if _sink is not None:
-        _sink.flush()
-
-
-@dataclass
-class RunningTask:
-    """The task (Celery) or job (RQ) running here, as the reporting side needs to know it."""
-
-    name: str
-    # Set once the task's LLM failure is dealt with (our sink sent it, the application
-    # reported it, the task declared it expected, or the framework will retry it): the
-    # framework then logs that same failure, and its log record must not become an event.
-    failure_reported: bool = False
-
-
-_task: ContextVar[RunningTask | None] = ContextVar("byok_task", default=None)
-
-
-def enter_task(name: str) -> Token[RunningTask | None]:
-    """Mark what runs from here on as task ``name``: failures that name no feature are filed under it."""
-    return _task.set(RunningTask(name))
-
-
-def exit_task(token: Token[RunningTask | None]) -> None:
-    try:
-        _task.reset(token)
-    except (ValueError, RuntimeError):  # reset from another Context: clearing is the safe answer
-        _task.set(None)
-
-
-def running_task() -> RunningTask | None:
-    return _task.get()
+    sink = settings.current().sink
+    if sink is not None:
+        sink.flush()
 
 
 def failure_of(exc: BaseException) -> LLMFailure | None:
     """:func:`classify`, with the running task's name as the feature when the call named none."""
     failure = classify(exc)
-    if failure is not None and failure.feature is None and (task := _task.get()) is not None:
+    if failure is not None and failure.feature is None and (task := running_task()) is not None:
         failure = replace(failure, feature=task.name)
     return failure
 
@@ -190,8 +144,9 @@ def report_llm_error(
         mark_reported(exc)
         log_failure(failure)
         _observe(failure, exc)
-        if _sink is not None:
-            _sink.capture_handled(exc)
+        sink = settings.current().sink
+        if sink is not None:
+            sink.capture_handled(exc)
         return failure
     except Exception:
         logger.debug("reporting an LLM failure failed", exc_info=True)
@@ -227,7 +182,7 @@ def task_failed(exc: BaseException, framework: str, *, expected: bool = False) -
     task declared it ``expected``, captured (when the framework's own integration will not)."""
     try:
         failure = failure_of(exc)
-        task = _task.get()
+        task = running_task()
         if failure is None:
             return
         if already_reported(exc):
@@ -238,7 +193,8 @@ def task_failed(exc: BaseException, framework: str, *, expected: bool = False) -
             return
         log_failure(failure)
         _observe(failure, exc)
-        reported = expected or (_sink is not None and _sink.capture_task_failure(exc, framework))
+        sink = settings.current().sink
+        reported = expected or (sink is not None and sink.capture_task_failure(exc, framework))
         if reported and task is not None:
             task.failure_reported = True
     except Exception:

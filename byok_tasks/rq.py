@@ -39,17 +39,17 @@ with needs_extra(__name__, "RQ", "rq"):
     from rq.queue import Queue
     from rq.worker import BaseWorker, Worker
 
-from . import keys, report
-from .context import ByokContext, attach, current_context, detach, refusal
-from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
+from . import propagation
+from .context import ByokContext
+from .header import DEFAULT_MAX_AGE, HEADER
+from .keyring import Resolver, SealedKeyStore
 from .retry import RetryPolicy
-from .startup import settings_line
 
 __all__ = ["byok_required", "install", "llm_retry"]
 
 logger = logging.getLogger(__name__)
 
-_codec: HeaderCodec | None = None
+_MARKER = "_byok_patched"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -66,47 +66,64 @@ def install(
     secret: str | bytes | Sequence[str | bytes] | None = None,
     require_signature: bool = False,
     max_age: float = DEFAULT_MAX_AGE,
-    key_store: keys.SealedKeyStore | None = None,
-    resolver: keys.Resolver | None = None,
+    key_store: SealedKeyStore | None = None,
+    resolver: Resolver | None = None,
     resolver_ttl: float | None = None,
     resolver_cache_size: int | None = None,
 ) -> None:
     """Carry the BYOK context through RQ jobs; the arguments are those of :func:`byok_tasks.celery.install`."""
-    global _codec
-    codec = HeaderCodec.configure(secret, require_signature=require_signature, max_age=max_age)
-    if _codec is not None and codec != _codec:
-        raise ValueError("byok_tasks.rq.install() was already called in this process with other settings")
-    keys.configure(
-        store=key_store, resolver=resolver, resolver_ttl=resolver_ttl, resolver_cache_size=resolver_cache_size
+    propagation.configure(
+        "rq",
+        secret=secret,
+        require_signature=require_signature,
+        max_age=max_age,
+        key_store=key_store,
+        resolver=resolver,
+        resolver_ttl=resolver_ttl,
+        resolver_cache_size=resolver_cache_size,
     )
-    if _codec is not None:
-        return
-    _codec = codec
-    job: Any = Job
-    queue: Any = Queue
     # RQ 3 defines perform_job on BaseWorker; early 2.x releases on Worker, which SimpleWorker extends there.
     worker: Any = BaseWorker if "perform_job" in vars(BaseWorker) else Worker
-    job.create = classmethod(_stamping(job.create.__func__))
-    job.perform = _refusing_without_context(job.perform)
-    queue.schedule_job = _scheduling(queue.schedule_job)
-    worker.perform_job = _restoring(worker.perform_job)
-    worker.handle_exception = _reporting(worker.handle_exception)
+    _patch_class_method(Job, "create", _stamping)
+    _patch(Job, "perform", _refusing_without_context)
+    _patch(Queue, "schedule_job", _scheduling)
+    _patch(worker, "perform_job", _restoring)
+    _patch(worker, "handle_exception", _reporting)
     # The work loop's first step, after RQ has set up its logging: the settings line is seen.
-    worker.bootstrap = _announcing(worker.bootstrap)
+    _patch(worker, "bootstrap", _announcing)
     spawn_worker: Any = getattr(rq.worker, "SpawnWorker", None)  # RQ 2.6 and later
     if spawn_worker is not None:
-        spawn_worker.bootstrap = _refusing_to_start(spawn_worker.bootstrap)
+        _patch(spawn_worker, "bootstrap", _refusing_to_start)
+
+
+def _patch(owner: Any, name: str, wrap: Callable[[Any], Any]) -> None:
+    # Looked up on the class itself: a subclass (SpawnWorker) gets its own patch, once.
+    original = vars(owner).get(name) or getattr(owner, name)
+    if not getattr(original, _MARKER, False):
+        patched = wrap(original)
+        setattr(patched, _MARKER, True)
+        setattr(owner, name, patched)
+
+
+def _patch_class_method(owner: Any, name: str, wrap: Callable[[Any], Any]) -> None:
+    original = vars(owner)[name].__func__
+    if not getattr(original, _MARKER, False):
+        patched = wrap(original)
+        setattr(patched, _MARKER, True)
+        setattr(owner, name, classmethod(patched))
 
 
 def _stamp(job: Job, delay: float = 0.0) -> None:
-    context = current_context()
-    if context is None or _codec is None:
+    if not propagation.installed():
         return
-    if context.keyring is not None:
-        # Raises (to the code that enqueues) when the keys cannot reach the worker in time.
-        context.keyring.seal(context.uid, keys.key_store(), delay=delay)
+    # First, since the header carries the sealed keys' reference. Raises (to the code that
+    # enqueues) when the keys cannot reach the worker in time.
+    propagation.seal_keys(delay)
+    header = propagation.header_to_send(delay)
+    if header is None:
+        return
     # A new dict: the meta passed to enqueue is the caller's, and may be reused for another user's job.
-    job.meta = {**job.meta, HEADER: _codec.encode(context, delay=delay)}
+    job.meta = {**job.meta, HEADER: header}
 
 
 def _stamping(create: Callable[..., Job]) -> Callable[..., Job]:
@@ -135,15 +152,7 @@ def _scheduling(schedule_job: Callable[..., Job]) -> Callable[..., Job]:
 
 def _context_of(job: Job) -> tuple[ByokContext | None, str | None]:
     """The job's context, and what was wrong with its header if it was refused."""
-    value = (job.meta or {}).get(HEADER)
-    if value is None or _codec is None:
-        return None, None
-    try:
-        return _codec.decode(value), None
-    except Exception as exc:
-        problem = why_refused(exc)
-        logger.warning("job %s: BYOK header refused, running without a BYOK context: %s", job.id, problem)
-        return None, problem
+    return propagation.restore((job.meta or {}).get(HEADER), lambda: f"job {job.id}")
 
 
 def _job_name(job: Job) -> str:
@@ -158,18 +167,14 @@ def _restoring(perform_job: Callable[..., bool]) -> Callable[..., bool]:
     def perform_in_context(self: BaseWorker, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         context, problem = _context_of(job)
         job._byok_problem = problem  # type: ignore[attr-defined]
-        context_token, task_token = attach(context), report.enter_task(_job_name(job))
+        entered = propagation.enter(context, _job_name(job))
         try:
             return perform_job(self, job, queue, *args, **kwargs)
         finally:
-            task = report.running_task()
-            reported = task is not None and task.failure_reported
-            detach(context_token)
-            report.exit_task(task_token)
             # A work horse leaves through os._exit, skipping the error tracker's exit-time
             # flush: the event sent for this job's failure would die in its queue.
-            if reported and self.is_horse:
-                report.flush_events()
+            if propagation.leave(entered) and self.is_horse:
+                propagation.flush_events()
 
     return perform_in_context
 
@@ -178,7 +183,7 @@ def _refusing_without_context(perform: Callable[[Job], Any]) -> Callable[[Job], 
     @functools.wraps(perform)
     def perform_if_allowed(self: Job) -> Any:
         if getattr(self.func, "byok_required", False):
-            error = refusal(f"job {self.func_name}[{self.id}]", current_context(), getattr(self, "_byok_problem", None))
+            error = propagation.refusal(f"job {self.func_name}[{self.id}]", getattr(self, "_byok_problem", None))
             if error is not None:
                 self.retries_left = None  # a missing context does not appear by retrying
                 raise error
@@ -205,9 +210,10 @@ def _announcing(bootstrap: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(bootstrap)
     def bootstrap_and_announce(self: BaseWorker, *args: Any, **kwargs: Any) -> Any:
         result = bootstrap(self, *args, **kwargs)
-        if _codec is not None:
+        line = propagation.start_up_line()
+        if line is not None:
             # The worker's own logger: `rq worker` sets up its handler, not ours.
-            self.log.info("%s", settings_line(_codec))
+            self.log.info("%s", line)
         return result
 
     return bootstrap_and_announce
@@ -220,9 +226,11 @@ def _reporting(handle_exception: Callable[..., Any]) -> Callable[..., Any]:
         if exc is not None:
             # A job with retries left will run again: only its last failure is reported.
             if _will_run_again(job):
-                _will_be_retried(exc)
+                # RQ logs every failed run as an error, the ones it retries too: the log
+                # line of this run is not an event.
+                propagation.will_be_retried(exc)
             else:
-                report.task_failed(exc, "rq")
+                propagation.task_failed(exc, "rq")
         return handle_exception(self, job, *exc_info, **kwargs)
 
     return handle_and_report
@@ -235,14 +243,6 @@ def _will_run_again(job: Job) -> bool:
         return bool(job.should_retry)
     except Exception:
         return False
-
-
-def _will_be_retried(exc: BaseException) -> None:
-    # RQ logs every failed run as an error, the ones it retries too. An LLM failure is
-    # reported once, when the last run fails: the log line of this run is not an event.
-    task = report.running_task()
-    if task is not None and report.failure_of(exc) is not None:
-        task.failure_reported = True
 
 
 # What llm_retry keeps in job.meta: the LLM retries made so far, and the job's own retry

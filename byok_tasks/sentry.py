@@ -33,6 +33,7 @@ with needs_extra(__name__, "sentry-sdk", "sentry"):
 from . import report
 from .failure import LLMFailure
 from .redaction import REDACTED, redact
+from .running import running_task
 
 if TYPE_CHECKING:
     from sentry_sdk._types import Event, Hint, LogLevelStr
@@ -122,7 +123,7 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     if integration is None:
         return event
     _scrub_after_serialization(sentry_sdk.get_client().options)
-    task = report.running_task()
+    task = running_task()
     record = (hint or {}).get("log_record")
     if task is not None and task.failure_reported and _from_a_framework(record):
         # We sent this task's failure; the framework's log line about it is the same failure.

@@ -13,7 +13,9 @@ import redis
 
 from byok_tasks import ByokContext, ByokKeyExpired, ByokKeyUnavailable, byok_context, current_key
 from byok_tasks import keys as byok_keys
+from byok_tasks import settings as byok_settings
 from byok_tasks.context import attach, detach
+from byok_tasks.keyring import is_reference
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, Keyring, SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
 
@@ -38,7 +40,7 @@ def store(redis_url: str, shared_redis: redis.Redis) -> SealedKeyStore:
 @pytest.fixture
 def configured(store: SealedKeyStore, monkeypatch: pytest.MonkeyPatch) -> SealedKeyStore:
     """``store`` configured as this process's SealedKeyStore, for this test only."""
-    monkeypatch.setattr(byok_keys, "_store", None)
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
     byok_keys.configure(store=store)
     return store
 
@@ -60,7 +62,7 @@ UseResolver = Callable[..., Vault]
 
 @pytest.fixture
 def use_resolver(monkeypatch: pytest.MonkeyPatch) -> UseResolver:
-    monkeypatch.setattr(byok_keys, "_resolver", None)
+    monkeypatch.setattr(byok_settings.current(), "resolver", None)
 
     def configure(vault: Vault, *, ttl: float = 60.0, size: int = 1024) -> Vault:
         byok_keys.configure(resolver=vault.resolve, resolver_ttl=ttl, resolver_cache_size=size)
@@ -89,7 +91,7 @@ def test_keys_given_with_the_request_are_the_current_keys() -> None:
 
 
 def test_byok_provider_without_any_key_is_an_error_not_the_platform_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(byok_keys, "_resolver", None)
+    monkeypatch.setattr(byok_settings.current(), "resolver", None)
     with byok_context("alice", ["openai"]), pytest.raises(ByokKeyUnavailable) as caught:
         current_key("openai")
     assert str(caught.value) == (
@@ -182,7 +184,7 @@ def test_keys_given_with_the_request_come_before_the_resolver(use_resolver: UseR
 
 
 def test_a_redis_url_given_as_the_key_store_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(byok_keys, "_store", None)
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
     with pytest.raises(
         TypeError, match=r"key_store must be a SealedKeyStore, such as SealedKeyStore\(redis_url\), not a str"
     ):
@@ -191,7 +193,7 @@ def test_a_redis_url_given_as_the_key_store_is_a_clear_error(monkeypatch: pytest
 
 
 def test_a_resolver_that_is_not_a_function_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(byok_keys, "_resolver", None)
+    monkeypatch.setattr(byok_settings.current(), "resolver", None)
     with pytest.raises(TypeError, match="resolver must be a function"):
         byok_keys.configure(resolver={"bob": "sk-bob"})  # type: ignore[arg-type]
 
@@ -217,7 +219,7 @@ def test_redis_holds_only_ciphertext_under_a_random_reference(store: SealedKeySt
     assert stored is not None and len(stored) > len(key)
     for visible in (key, key[-24:], "openai", "alice"):
         assert visible.encode() not in stored
-    assert "alice" not in ref and byok_keys.is_reference(ref)
+    assert "alice" not in ref and is_reference(ref)
 
 
 def test_sealed_keys_expire_with_the_stores_ttl(redis_url: str, shared_redis: redis.Redis) -> None:
@@ -413,10 +415,10 @@ def test_worker_opens_sealed_keys_once_per_task(configured: SealedKeyStore, shar
 
 
 def test_worker_without_a_store_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(byok_keys, "_store", None)
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
     keyring = Keyring(ref="r" * 22)
     with pytest.raises(ByokKeyUnavailable, match="no SealedKeyStore is configured in this process"):
-        keyring.get("alice", "openai")
+        keyring.get("alice", "openai", byok_keys.key_store())
 
 
 # Nothing of ours shows a key
@@ -430,7 +432,7 @@ def test_no_repr_of_ours_shows_a_key(configured: SealedKeyStore) -> None:
         context.keyring.seal("alice", configured)
         sealed = repr(context.keyring)
         opened = Keyring(ref=context.keyring.ref)
-        opened.get("alice", "openai")
+        opened.get("alice", "openai", configured)
         shown = [repr(context), str(context), given, sealed, repr(opened), repr(configured)]
     assert not [text for text in shown if key in text or key[-24:] in text or ENCRYPTION_KEY in text]
     assert given == "Keyring(providers=['openai'], ref=None)"

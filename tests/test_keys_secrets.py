@@ -26,6 +26,8 @@ from kombu import Connection, Exchange, Queue
 
 from byok_tasks import byok_context
 from byok_tasks import keys as byok_keys
+from byok_tasks import settings as byok_settings
+from byok_tasks.keyring import is_reference
 from byok_tasks.keys import SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
@@ -171,7 +173,7 @@ def published(
     send = worker.app.send_task
     with pytest.MonkeyPatch.context() as patch, byok_context(uid, keys={"openai": secret}):
         # The web side's install(key_store=...), for this module only.
-        patch.setattr(byok_keys, "_store", None)
+        patch.setattr(byok_settings.current(), "key_store", None)
         byok_keys.configure(
             store=SealedKeyStore(redis_url, encryption_key=ENCRYPTION_KEY, prefix=f"{NAMESPACE}:sealed:")
         )
@@ -212,7 +214,7 @@ def test_the_message_on_the_broker_carries_a_sealed_reference_not_the_key(publis
     assert [part[:200] for part in message.parts() if found_in(part, published.secret)] == []
     payload = message.headers["byok"].split(".")[1]
     fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert fields["u"] == published.uid and byok_keys.is_reference(fields["k"])
+    assert fields["u"] == published.uid and is_reference(fields["k"])
 
 
 def test_the_worker_log_never_shows_the_key(published: Published) -> None:

@@ -19,6 +19,7 @@ from kombu import Connection, Exchange, Queue
 
 from byok_tasks import ByokContext, ByokKeyExpired, ByokKeyUnavailable, byok_context
 from byok_tasks import keys as byok_keys
+from byok_tasks import settings as byok_settings
 from byok_tasks.header import HeaderCodec
 from byok_tasks.keys import Keyring, SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
@@ -57,7 +58,7 @@ def resolver_worker(request: pytest.FixtureRequest, worker_factory: Any, provide
 @pytest.fixture
 def sealing(redis_url: str, monkeypatch: pytest.MonkeyPatch, shared_redis: redis.Redis) -> Iterator[SealedKeyStore]:
     """The web side's SealedKeyStore (what install(key_store=...) sets), for this test only."""
-    monkeypatch.setattr(byok_keys, "_store", None)
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
     store = SealedKeyStore(redis_url, encryption_key=ENCRYPTION_KEY, prefix=f"{NAMESPACE}:sealed:")
     byok_keys.configure(store=store)
     yield store

@@ -16,6 +16,7 @@ from celery import Celery
 import byok_tasks.celery
 from byok_tasks import ByokContext
 from byok_tasks import keys as byok_keys
+from byok_tasks import settings as byok_settings
 from byok_tasks.header import CLOCK_SKEW, DEFAULT_MAX_AGE, HeaderCodec, HeaderError
 from byok_tasks.keys import Keyring, SealedKeyStore, generate_encryption_key
 
@@ -167,8 +168,8 @@ def test_installing_again_with_another_max_age_is_refused_and_changes_nothing(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if install() had already run in this process, with the default max_age.
-    monkeypatch.setattr(byok_tasks.celery, "_codec", HeaderCodec.configure(SECRET))
-    monkeypatch.setattr(byok_keys, "_store", None)
+    monkeypatch.setattr(byok_settings.current(), "codec", HeaderCodec.configure(SECRET))
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
     store = SealedKeyStore(redis_url, encryption_key=generate_encryption_key())
     app = Celery("replay-test", set_as_current=False)
     with pytest.raises(ValueError, match="already called in this process with other settings"):

@@ -18,7 +18,8 @@ from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
 import byok_tasks.rq
-from byok_tasks import ByokContextRequired, ByokKeyUnavailable, byok_context, keys
+from byok_tasks import ByokContextRequired, ByokKeyUnavailable, byok_context
+from byok_tasks import settings as byok_settings
 from tests.apps import rq_jobs
 from tests.support.celery_worker import SECRET
 from tests.support.rq_worker import install_publisher
@@ -102,7 +103,7 @@ def test_synchronous_queue_refuses_a_required_job_without_context(queue: Queue) 
 
 
 def test_keys_without_a_key_store_are_refused_at_enqueue(queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keys, "_store", None)
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
     with (
         byok_context("alice", keys={"openai": "sk-proj-ok-unit"}),
         pytest.raises(ByokKeyUnavailable, match="need a SealedKeyStore"),

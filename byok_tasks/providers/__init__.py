@@ -9,13 +9,16 @@ gateway with :func:`register_provider`.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
-from ..failure import Reason
+from .._exceptions import ProviderRegistrationError
+from ..names import Reason, well_formed_provider
+from ..redaction import redact
 from . import (
     anthropic,
     azure_openai,
@@ -49,8 +52,13 @@ __all__ = [
     "by_name",
     "canonical_name",
     "name_for_host",
+    "provider_name",
     "register_provider",
+    "warn_about_unknown",
 ]
+
+# The logger these warnings have always come from, and teams filter by.
+logger = logging.getLogger("byok_tasks.context")
 
 # The providers, and the providers registered with register_provider: the names
 # byok_context knows, and (built-in ones) the web middleware's default key headers.
@@ -181,10 +189,6 @@ def canonical_name(name: str) -> str | None:
     return squashed[:32] if _NAME.fullmatch(squashed[:32]) else None
 
 
-class ProviderRegistrationError(ValueError):
-    """:func:`register_provider` was given something it cannot use; the message says what."""
-
-
 _REASONS = frozenset(get_args(Reason))
 _HOST = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -270,6 +274,40 @@ def _checked_reasons(field: str, mapping: object, key_type: type) -> dict[Any, R
             )
         checked[key] = reason
     return checked
+
+
+def provider_name(name: object) -> str:
+    """``name`` if it is a well-formed provider name, else ValueError; warns once about a name no table knows.
+
+    Every API that takes a provider name goes through here, so that ``"OpenAI"`` is the
+    same error everywhere: a name that never matches a failing call's provider would file
+    the user's failures as the platform's, or spend the platform's key.
+    """
+    warn_about_unknown(frozenset((well_formed_provider(name),)))
+    return name  # type: ignore[return-value]
+
+
+# Provider names with a table, and the unknown ones already warned about.
+_known_or_warned: set[str] = set()
+
+
+def warn_about_unknown(providers: frozenset[str]) -> None:
+    """Warn, once per name, about BYOK provider names no table has ("azure" for "azure_openai").
+
+    Such a name matches a failing call's provider only when the call's host is named after it.
+    """
+    if providers <= _known_or_warned:
+        return
+    known = {table.name for table in (*PROVIDERS, *GATEWAYS)}
+    for name in sorted(providers - known - _known_or_warned):
+        logger.warning(
+            "BYOK provider %r has no table in byok-tasks (%s): its failures count as the user's only when the "
+            "failing host is named after it (api.<name>.com), llm_call(...) names it, or register_provider() adds it",
+            # A lowercase key passes for a provider name; given in its place, it must not be logged.
+            redact(name),
+            ", ".join(sorted(known)),
+        )
+    _known_or_warned.update(known, providers)
 
 
 _index()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..failure import Reason
+from ..names import Reason
 
 __all__ = ["CLASS_CODES", "CODES", "GENERIC_CODES", "MESSAGES"]
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..failure import Reason
+from ..names import Reason
 from . import common
 
 __all__ = ["DEFAULT_STATUSES", "ProviderTable"]

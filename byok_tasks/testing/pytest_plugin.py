@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from byok_tasks import report
-from byok_tasks.context import byok_context
+from byok_tasks import propagation
+from byok_tasks.context import byok_context, current_context
 from byok_tasks.report import logger as failures_logger
 
 if TYPE_CHECKING:
@@ -65,14 +65,14 @@ def _run_under_byok(
         # and a test asserting on them would fail for no visible reason. It is reported as a
         # worker reports a job's final failure, under the callable's name, and raised again.
         name = f"{getattr(target, '__module__', None) or '?'}.{getattr(target, '__qualname__', repr(target))}"
-        task = report.enter_task(name)
+        entered = propagation.enter(current_context(), name)
         try:
             return target(*args, **(kwargs or {}))
         except Exception as exc:
-            report.task_failed(exc, "run_under_byok")
+            propagation.task_failed(exc, "run_under_byok")
             raise
         finally:
-            report.exit_task(task)
+            propagation.leave(entered)
 
 
 @pytest.fixture

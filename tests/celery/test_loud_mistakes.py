@@ -13,6 +13,7 @@ from celery import Celery
 import byok_tasks.celery
 from byok_tasks import ByokContext, byok_context
 from byok_tasks import keys as byok_keys
+from byok_tasks import settings as byok_settings
 from byok_tasks.header import HeaderCodec
 from tests.support.celery_worker import SECRET
 
@@ -20,8 +21,8 @@ from tests.support.celery_worker import SECRET
 @pytest.fixture
 def no_key_sources(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The process's key sources are set once at start; each test here starts from none.
-    monkeypatch.setattr(byok_keys, "_store", None)
-    monkeypatch.setattr(byok_keys, "_resolver", None)
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
+    monkeypatch.setattr(byok_settings.current(), "resolver", None)
     yield
 
 

@@ -22,6 +22,7 @@ from rq import Queue
 import byok_tasks.rq
 from byok_tasks import ByokKeyUnavailable, byok_context
 from byok_tasks import keys as byok_keys
+from byok_tasks import settings as byok_settings
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
@@ -55,7 +56,7 @@ def key_store(key_store_server: RedisServer, monkeypatch: pytest.MonkeyPatch) ->
     key_store_server.thaw()
     if key_store_server.proc is None or key_store_server.proc.poll() is not None:
         key_store_server.start()
-    monkeypatch.setattr(byok_keys, "_store", None)
+    monkeypatch.setattr(byok_settings.current(), "key_store", None)
     byok_keys.configure(store=SealedKeyStore(key_store_server.url, encryption_key=ENCRYPTION_KEY))
     try:
         yield key_store_server

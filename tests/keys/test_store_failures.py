@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from byok_tasks import ByokContext, ByokKeyUnavailable, byok_context, classify, current_key
-from byok_tasks import keys as byok_keys
+from byok_tasks import settings as byok_settings
 from byok_tasks.context import attach, detach
 from byok_tasks.keys import Keyring, SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
@@ -45,7 +45,7 @@ def timed(call: Callable[[], object]) -> tuple[ByokKeyUnavailable, float]:
 def in_context_of_sealed_keys(own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SealedKeyStore]:
     """A task's context whose keys are sealed in ``own_redis``, configured as the worker's store."""
     store = store_at(own_redis.url)
-    monkeypatch.setattr(byok_keys, "_store", store)
+    monkeypatch.setattr(byok_settings.current(), "key_store", store)
     ref = store.seal({"openai": USER_KEY}, "alice")
     token = attach(ByokContext("alice", frozenset({"openai"}), Keyring(ref=ref)))
     yield store

@@ -25,6 +25,7 @@ from rq.job import Job, JobStatus
 
 import byok_tasks.rq
 from byok_tasks import keys
+from byok_tasks import settings as byok_settings
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore, generate_encryption_key
 from tests.support.celery_worker import SECRET
 from tests.support.processes import end_group, environment, spawn, wait_until_ready
@@ -138,7 +139,8 @@ def sealed_key_store_fixture(redis_url: str) -> Iterator[SealedKeyStore]:
     """
     store = SealedKeyStore(redis_url, encryption_key=ENCRYPTION_KEY, prefix=KEY_PREFIX, ttl=600)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keys, "_store", keys.key_store())
+        patch.setattr(byok_settings.current(), "key_store", keys.key_store())
+        patch.setattr(byok_settings.current(), "codec", byok_settings.current().codec)
         byok_tasks.rq.install(secret=SECRET, key_store=store)
         yield store
 
