@@ -44,6 +44,7 @@ from opentelemetry.trace import Span, StatusCode
 from . import propagation, report
 from .context import current_context
 from .failure import LLMFailure
+from .running import running_task
 
 __all__ = ["PROVIDER_NAMES", "instrument", "provider_name", "uninstrument"]
 
@@ -201,12 +202,10 @@ def _tag_task_with_uid(signal: Any = None, task: Any = None, **_: Any) -> None:
 
 def _context_restored(signal: Any, task: Any) -> bool:
     # At task_prerun, byok_tasks.celery's own handler may not have restored the task's
-    # context yet (it leaves its tokens on the request when it has): the end signals will tag.
+    # context yet (it enters the task when it has): the end signals will tag.
     if signal is None or getattr(signal, "name", None) != "task_prerun":
         return True
-    import byok_tasks.celery
-
-    return not propagation.installed() or hasattr(getattr(task, "request", None), byok_tasks.celery._TOKENS)
+    return not propagation.installed() or running_task() is not None
 
 
 def _tag_current_span(signal: Any, task: Any, *, uid: bool) -> None:

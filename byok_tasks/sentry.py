@@ -57,7 +57,9 @@ _CALL_LEVEL_MECHANISMS = frozenset(
     }
 )
 # Top-level logger names of the task frameworks whose log line about a failure repeats it.
-_TASK_FRAMEWORKS = frozenset({"celery", "rq"})
+_TASK_FRAMEWORKS = frozenset({"celery", "rq", "dramatiq"})
+# Those that log a failed run before it is known whether it runs again.
+_LOGS_BEFORE_ITS_FATE = frozenset({"dramatiq"})
 # Containers deeper than this are cut, as Sentry's own serializer would cut them.
 _MAX_DEPTH = 12
 
@@ -132,6 +134,10 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     exc = exc_info[1] if exc_info else None
     if exc is None or (failure := report.failure_of(exc)) is None:
         return event
+    if task is not None and _from_a_framework(record, _LOGS_BEFORE_ITS_FATE):
+        # Dramatiq logs each failed run before its Retries middleware decides whether the
+        # message runs again; the failure's own event comes from its fate.
+        return None
     mechanism = _mechanism(event)
     if report.already_reported(exc) and (mechanism.get("type"), mechanism.get("handled")) != ("byok", True):
         # Its event was sent when the application reported it; this is it raised again.
@@ -155,10 +161,10 @@ def _process_event(event: Event, hint: Hint) -> Event | None:
     return event
 
 
-def _from_a_framework(record: Any) -> bool:
+def _from_a_framework(record: Any, frameworks: frozenset[str] = _TASK_FRAMEWORKS) -> bool:
     # Only the task framework's own lines: what the application logs is its own news.
     name = getattr(record, "name", None)
-    return isinstance(name, str) and name.partition(".")[0] in _TASK_FRAMEWORKS
+    return isinstance(name, str) and name.partition(".")[0] in frameworks
 
 
 def _mechanism(event: Event) -> dict[str, Any]:
