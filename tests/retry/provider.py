@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 
@@ -107,3 +108,12 @@ def provider_fixture() -> Iterator[ScriptedProvider]:
     provider = ScriptedProvider()
     with provider.server:
         yield provider
+
+
+class _Logged(Protocol):
+    def log(self) -> str: ...
+
+
+def failure_records(worker: _Logged, feature: str) -> list[str]:
+    """The structured ``llm failure`` log lines the worker wrote for ``feature``."""
+    return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]

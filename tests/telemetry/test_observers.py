@@ -18,7 +18,8 @@ from byok_tasks.sentry import ByokIntegration
 from byok_tasks.testing.sandbox import ProviderSandbox
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support.celery_worker import SECRET
-from tests.telemetry.support import new_uid, openai_failure
+from tests.support.ids import new_uid
+from tests.telemetry.support import openai_failure
 
 
 class Seen:

@@ -14,7 +14,8 @@ from byok_tasks import byok_context, report_llm_error
 from byok_tasks.sentry import ByokIntegration
 from byok_tasks.testing.sandbox import ProviderSandbox
 from byok_tasks.testing.sentry_collector import SentryCollector
-from tests.telemetry.support import new_uid, openai_failure
+from tests.support.ids import new_uid
+from tests.telemetry.support import openai_failure
 
 
 @pytest.fixture

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from byok_tasks.keys import generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
 from tests.apps.web_server import WebServer
 from tests.support.celery_worker import SECRET, Worker
-
-TIMEOUT = 30
+from tests.support.timing import TIMEOUT
 
 
 @pytest.fixture(scope="module")
-def web_env(redis_url: str) -> Iterator[dict[str, str]]:
-    prefix = f"byok-test-wsgi:{uuid.uuid4().hex[:8]}:"
-    yield {"BYOK_TASKS_ENCRYPTION_KEY": generate_encryption_key(), "BYOK_TEST_KEY_PREFIX": prefix}
-    store = redis.Redis.from_url(redis_url)
-    for name in store.scan_iter(match=prefix + "*"):
-        store.delete(name)
+def web_env(key_prefix: str) -> dict[str, str]:
+    return {"BYOK_TASKS_ENCRYPTION_KEY": generate_encryption_key(), "BYOK_TEST_KEY_PREFIX": key_prefix}
 
 
 @pytest.fixture(scope="module")

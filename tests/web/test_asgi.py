@@ -28,17 +28,7 @@ from byok_tasks.testing.sandbox import sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.apps.web_server import WebServer
 from tests.support.celery_worker import SECRET, Worker
-
-TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def key_prefix(redis_url: str) -> Iterator[str]:
-    prefix = f"byok-test-web:{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    store = redis.Redis.from_url(redis_url)
-    for name in store.scan_iter(match=prefix + "*"):
-        store.delete(name)
+from tests.support.timing import TIMEOUT
 
 
 @pytest.fixture(scope="module")
