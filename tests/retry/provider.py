@@ -15,9 +15,7 @@ from typing import Protocol
 import pytest
 
 from byok_tasks.testing.provider_server import ProviderServer, RecordedRequest, Reply, hang_up, json_reply, stall
-
-# The SDK's timeout in the test jobs (tests/apps/llm_retry_jobs.py); a stall outlasts it.
-CLIENT_TIMEOUT = 1.0
+from tests.apps.llm_retry_jobs import CLIENT_TIMEOUT  # the SDK's timeout in the test jobs; a stall outlasts it
 
 
 def openai_error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> Reply:

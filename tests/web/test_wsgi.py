@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,9 @@ from byok_tasks.keys import generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
 from tests.apps.web_server import WebServer
 from tests.support.celery_worker import SECRET, Worker
+from tests.support.keys import digest
 from tests.support.timing import TIMEOUT
+from tests.web.users import as_user
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,6 @@ def server(worker: Worker, redis_url: str, web_env: dict[str, str], worker_logs:
     server.stop()
 
 
-def as_user(uid: str, **keys: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {uid}", **{f"X-BYOK-{provider}": key for provider, key in keys.items()}}
-
-
 def enqueue(server: WebServer, worker: Worker, task: str, headers: dict[str, str], *args: str) -> Any:
     response = httpx.post(f"{server.url}/enqueue/{task}", headers=headers, params={"arg": list(args)}, timeout=TIMEOUT)
     response.raise_for_status()
@@ -65,13 +62,13 @@ def test_task_enqueued_by_a_request_without_key_headers_sees_no_context(server: 
 def test_task_uses_the_key_the_request_brought(server: WebServer, worker: Worker) -> None:
     key = sandbox_key("openai", "ok")
     answer = enqueue(server, worker, "web.key_digest", as_user("alice", OpenAI=key), "openai")
-    assert answer == [["alice", ["openai"]], hashlib.sha256(key.encode()).hexdigest()]
+    assert answer == [["alice", ["openai"]], digest(key)]
 
 
 def test_application_gets_the_key_but_never_the_key_header(server: WebServer) -> None:
     key = sandbox_key("openai", "ok")
     seen = httpx.get(f"{server.url}/look", headers=as_user("alice", OpenAI=key), timeout=TIMEOUT).json()
-    assert seen["openai_key"] == hashlib.sha256(key.encode()).hexdigest()
+    assert seen["openai_key"] == digest(key)
     assert "x-byok-openai" not in seen["headers"]
 
 
