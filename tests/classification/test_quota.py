@@ -270,7 +270,7 @@ CASES = [
             },
         ),
         ("quota", "xai", "byok"),
-        "the xAI body shape of tests/test_classify_xai.py (body reconstructed in that shape)",
+        "the xAI body shape of tests/classification/test_classify_xai.py (body reconstructed in that shape)",
         byok=("xai",),
         base_url="https://api.x.ai/v1",
     ),

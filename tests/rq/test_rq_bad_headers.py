@@ -1,8 +1,8 @@
 """A header that cannot be trusted never crashes an RQ worker and never runs a job as someone else.
 
-The cases are those of tests/celery/test_celery_bad_headers.py (tests/support/headers.py), plus headers signed with the
-right secret that expired or were issued in the future; each is put in the job's meta
-as a forger with access to Redis would.
+The cases are those of tests/celery/test_celery_bad_headers.py (from tests/support/headers.py),
+plus headers signed with the right secret that expired or were issued in the future; each is
+put in the job's meta as a forger with access to Redis would.
 """
 
 from __future__ import annotations
