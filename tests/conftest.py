@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from byok_tasks.testing.sandbox import ProviderSandbox
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support import services
 from tests.support.celery_worker import Worker, start_worker
+from tests.support.redis_keys import removed_after
 
 _redis_note: list[str] = []
 
@@ -49,8 +51,13 @@ def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("worker-logs")
 
 
-def broker_for(request: pytest.FixtureRequest, broker: str) -> str:
-    return str(request.getfixturevalue("redis_url" if broker == "redis" else "rabbitmq_url"))
+@pytest.fixture(scope="module")
+def key_prefix(request: pytest.FixtureRequest, redis_url: str) -> Iterator[str]:
+    """A Redis key prefix for the module's sealed keys (``byok-test-<module>:<random>:``), emptied after it."""
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    prefix = f"byok-test-{module}:{uuid.uuid4().hex[:8]}:"
+    with removed_after(redis_url, prefix + "*"):
+        yield prefix
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """OpenAI (api.openai.com): the body's ``error.code``, then ``error.type``.
 
 Codes from https://platform.openai.com/docs/guides/error-codes and the bodies users
-report (see tests/test_classify_openai.py for one per code).
+report (see tests/classification/test_classify_openai.py for one per code).
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ from celery.exceptions import DuplicateTaskNameWarning
 import byok_tasks.celery
 from byok_tasks import ByokContextRequired, byok_context
 from tests.support.celery_worker import SECRET
-
-TIMEOUT = 30
+from tests.support.timing import TIMEOUT
 
 
 def fresh_app(**kwargs: Any) -> Celery:

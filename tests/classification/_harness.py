@@ -456,3 +456,8 @@ def select(cases: Iterable[Case]) -> list[Any]:
     mode = os.environ.get("BYOK_CORPUS", "all")
     chosen = [case for case in cases if mode == "all" or (mode == "held_out") == held_out(case.id)]
     return [pytest.param(case, id=case.id) for case in chosen]
+
+
+def anthropic_error(kind: str, message: str) -> dict[str, object]:
+    """An error body as Anthropic's API sends it."""
+    return {"type": "error", "error": {"type": kind, "message": message}}

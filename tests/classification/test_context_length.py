@@ -214,7 +214,7 @@ CASES = [
             },
         ),
         ("context_length", "xai", "platform"),
-        "the xAI body shape of tests/test_classify_xai.py (body reconstructed in that shape)",
+        "the xAI body shape of tests/classification/test_classify_xai.py (body reconstructed in that shape)",
         base_url="https://api.x.ai/v1",
     ),
     Case(

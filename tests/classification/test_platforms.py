@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from byok_tasks.testing.provider_server import ProviderServer, json_reply
-from tests.classification._harness import Case, check, select
+from tests.classification._harness import Case, anthropic_error, check, select
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 AZURE_V1 = "https://contoso.openai.azure.com/openai/v1/"
@@ -23,10 +23,6 @@ def aws_reply(status: int, error_type: str, message: str) -> object:
 
 def google_error(code: int, status: str, message: str) -> dict[str, object]:
     return {"error": {"code": code, "message": message, "status": status}}
-
-
-def anthropic_error(kind: str, message: str) -> dict[str, object]:
-    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 CASES = [

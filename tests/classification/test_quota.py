@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from byok_tasks.testing.provider_server import ProviderServer, json_reply
-from tests.classification._harness import Case, check, select
+from tests.classification._harness import Case, anthropic_error, check, select
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 OPENAI_ERROR_CODES = "https://platform.openai.com/docs/guides/error-codes"
@@ -13,10 +13,6 @@ OPENAI_ERROR_CODES = "https://platform.openai.com/docs/guides/error-codes"
 
 def openai_error(message: str, code: str | None, kind: str = "insufficient_quota") -> dict[str, object]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def anthropic_error(kind: str, message: str) -> dict[str, object]:
-    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 CASES = [
@@ -274,7 +270,7 @@ CASES = [
             },
         ),
         ("quota", "xai", "byok"),
-        "the xAI body shape of tests/test_classify_xai.py (body reconstructed in that shape)",
+        "the xAI body shape of tests/classification/test_classify_xai.py (body reconstructed in that shape)",
         byok=("xai",),
         base_url="https://api.x.ai/v1",
     ),

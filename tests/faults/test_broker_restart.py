@@ -9,7 +9,6 @@ failed: losing them is the broker's and Celery's doing, and no context is involv
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import redis
 
 from byok_tasks import byok_context
 from tests.support.celery_worker import Worker, start_worker
+from tests.support.redis_keys import new_namespace
 from tests.support.redis_server import RedisServer
 
 BEFORE, AFTER = 150, 150
@@ -84,7 +84,7 @@ def settled(shared: redis.Redis, namespace: str, worker: Worker) -> dict[tuple[i
 def test_every_task_that_runs_across_a_broker_restart_sees_its_own_context(
     broker: RedisServer, worker: Worker, redis_url: str
 ) -> None:
-    shared, namespace = redis.Redis.from_url(redis_url), f"byok-test-faults-broker-{uuid.uuid4().hex[:8]}"
+    shared, namespace = redis.Redis.from_url(redis_url), new_namespace("faults-broker")
     try:
         send(worker, namespace, range(BEFORE))
         wait_for_runs(shared, namespace, BEFORE // 4, timeout=20)  # mid-run: some done, more waiting

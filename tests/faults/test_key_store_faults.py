@@ -27,17 +27,16 @@ from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore, generate_encrypt
 from byok_tasks.testing.sandbox import sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.apps.celery_app import create_app
-from tests.conftest import broker_for
-from tests.support.brokers import waiting_then_delete
+from tests.support.brokers import BROKERS, broker_for, waiting_then_delete
 from tests.support.celery_worker import SECRET, Worker, start_worker
+from tests.support.redis_keys import new_namespace
 from tests.support.redis_server import RedisServer
 from tests.support.sentry import events_where, tags
 
-BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
 BOUND = 3.0
 MARGIN = 1.5
 ENCRYPTION_KEY = generate_encryption_key()
-NAMESPACE = f"byok-test-faults-{uuid.uuid4().hex[:8]}"
+NAMESPACE = new_namespace("faults")
 USER_KEY = sandbox_key("openai", "ok")
 # Long enough for the test to break the store between publishing and the task's start.
 COUNTDOWN = 2.0

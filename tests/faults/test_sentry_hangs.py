@@ -22,12 +22,12 @@ from byok_tasks import ByokKeyUnavailable, byok_context
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support.celery_worker import Worker, start_worker
 from tests.support.silent_server import SilentServer
+from tests.support.timing import TIMEOUT
 
 SHUTDOWN_TIMEOUT = 2.0
 # What a loaded machine adds to a warm shutdown from one run to the next.
 MARGIN = 2.0
 TASKS = 20
-TIMEOUT = 30
 
 
 @pytest.fixture

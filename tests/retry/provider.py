@@ -10,13 +10,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 
 from byok_tasks.testing.provider_server import ProviderServer, RecordedRequest, Reply, hang_up, json_reply, stall
-
-# The SDK's timeout in the test jobs (tests/apps/llm_retry_jobs.py); a stall outlasts it.
-CLIENT_TIMEOUT = 1.0
+from tests.apps.llm_retry_jobs import CLIENT_TIMEOUT  # the SDK's timeout in the test jobs; a stall outlasts it
 
 
 def openai_error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> Reply:
@@ -107,3 +106,12 @@ def provider_fixture() -> Iterator[ScriptedProvider]:
     provider = ScriptedProvider()
     with provider.server:
         yield provider
+
+
+class _Logged(Protocol):
+    def log(self) -> str: ...
+
+
+def failure_records(worker: _Logged, feature: str) -> list[str]:
+    """The structured ``llm failure`` log lines the worker wrote for ``feature``."""
+    return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]

@@ -25,11 +25,13 @@ from tests.retry.provider import (  # noqa: F401
     RATE_LIMITED,
     RETRIED,
     ScriptedProvider,
+    failure_records,
     provider_fixture,
 )
+from tests.support.ids import new_uid
 from tests.support.sentry import events_where, tags
+from tests.support.timing import RETRY_TIMEOUT as TIMEOUT
 
-TIMEOUT = 60
 # How long a retry that should not happen is given to show up anyway.
 QUIET = 2.0
 # Scheduling slack on a shared, loaded machine: a retry may come this much later than planned.
@@ -41,10 +43,6 @@ def worker(worker_factory: Any, redis_url: str, sentry_collector: SentryCollecto
     return worker_factory(
         redis_url, "threads", app_module="tests.apps.retry_worker", env={"SENTRY_DSN": sentry_collector.dsn}
     )
-
-
-def new_uid() -> str:
-    return f"retry-{uuid.uuid4().hex[:12]}"
 
 
 def send(worker: Any, name: str, *args: Any, uid: str) -> Any:
@@ -64,17 +62,12 @@ def run(worker: Any, name: str, *args: Any, uid: str) -> Any:
     return outcome(send(worker, name, *args, uid=uid))
 
 
-def failure_records(worker: Any, feature: str) -> list[str]:
-    """The structured ``llm failure`` log lines the worker wrote for ``feature``."""
-    return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]
-
-
 @pytest.mark.parametrize("reason", NOT_RETRIED)
 def test_a_failure_that_does_not_clear_by_itself_makes_one_call(
     reason: str, worker: Any, provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     provider.script(FAILURES[reason])
-    uid = new_uid()
+    uid = new_uid("retry")
     run(worker, "retry.summarize", provider.base_url, uid, uid=uid)
     assert provider.calls_after_quiet(QUIET) == 1
     [event] = events_where(sentry_collector, uid=uid, expect=1)
@@ -86,7 +79,7 @@ def test_a_failure_that_clears_by_itself_is_retried_up_to_max_retries_then_repor
     reason: str, worker: Any, provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     provider.script(FAILURES[reason])
-    uid = new_uid()
+    uid = new_uid("retry")
     outcome = run(worker, "retry.summarize", provider.base_url, uid, uid=uid)
     assert isinstance(outcome, Exception)
     assert provider.calls_after_quiet(QUIET) == 1 + MAX_RETRIES
@@ -99,7 +92,7 @@ def test_a_rate_limit_with_retry_after_1_is_retried_after_about_a_second(
     worker: Any, provider: ScriptedProvider
 ) -> None:
     provider.script(RATE_LIMITED, OK)
-    uid = new_uid()
+    uid = new_uid("retry")
     assert run(worker, "retry.summarize_slow_backoff", provider.base_url, uid, uid=uid) == "summary"
     [wait] = provider.waits()
     # At least what the provider asked for, plus at most 10% jitter and the worker's scheduling.
@@ -108,7 +101,7 @@ def test_a_rate_limit_with_retry_after_1_is_retried_after_about_a_second(
 
 def test_a_503_is_retried_with_exponential_backoff(worker: Any, provider: ScriptedProvider) -> None:
     provider.script(FAILURES["overloaded"])
-    uid = new_uid()
+    uid = new_uid("retry")
     run(worker, "retry.summarize", provider.base_url, uid, uid=uid)
     first, second = provider.waits()
     # Equal jitter: between half and all of backoff * 2**retries.
@@ -120,7 +113,7 @@ def test_the_retries_of_a_task_are_logged_without_the_providers_message(
     worker: Any, provider: ScriptedProvider
 ) -> None:
     provider.script(FAILURES["server_error"], OK)
-    uid = new_uid()
+    uid = new_uid("retry")
     result = send(worker, "retry.summarize", provider.base_url, uid, uid=uid)
     assert outcome(result) == "summary"
     [line] = [line for line in worker.log().splitlines() if f"[{result.id}]: byok openai server_error: retry" in line]
@@ -131,7 +124,7 @@ def test_the_retries_of_a_task_are_logged_without_the_providers_message(
 
 def test_an_exception_that_is_no_llm_failure_is_not_retried(worker: Any) -> None:
     marker = uuid.uuid4().hex
-    outcome = run(worker, "retry.plain_failure", marker, uid=new_uid())
+    outcome = run(worker, "retry.plain_failure", marker, uid=new_uid("retry"))
     assert isinstance(outcome, ValueError)
     time.sleep(QUIET)
     assert worker.log().count(f"not an LLM failure {marker}") >= 1
@@ -140,7 +133,7 @@ def test_an_exception_that_is_no_llm_failure_is_not_retried(worker: Any) -> None
 
 def test_the_tasks_own_autoretry_for_still_retries_its_own_exceptions(worker: Any, provider: ScriptedProvider) -> None:
     provider.script(RATE_LIMITED, OK)
-    uid = new_uid()
+    uid = new_uid("retry")
     retries, length = run(worker, "retry.own_autoretry", provider.base_url, uid, uid=uid)
     # One retry by autoretry_for, one by the policy after the rate limit.
     assert (retries, length, provider.calls) == (2, len("summary"), 2)

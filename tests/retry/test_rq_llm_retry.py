@@ -33,8 +33,10 @@ from tests.retry.provider import (  # noqa: F401
     RATE_LIMITED,
     RETRIED,
     ScriptedProvider,
+    failure_records,
     provider_fixture,
 )
+from tests.support.ids import new_uid
 from tests.support.rq_worker import (  # noqa: F401
     RqWorker,
     RqWorkerFactory,
@@ -43,8 +45,8 @@ from tests.support.rq_worker import (  # noqa: F401
     rq_worker_factory_fixture,
 )
 from tests.support.sentry import events_where, tags
+from tests.support.timing import RETRY_TIMEOUT as TIMEOUT
 
-TIMEOUT = 60
 QUIET = 2.5
 # RQ schedules to the whole second, so llm_retry rounds a wait up to where it ends on one
 # (up to ROUND more), and RQ's scheduler looks for due jobs once a second (up to POLL more),
@@ -62,10 +64,6 @@ def worker(
     return worker
 
 
-def new_uid() -> str:
-    return f"retry-rq-{uuid.uuid4().hex[:12]}"
-
-
 def enqueue(worker: RqWorker, func: Any, *args: Any, uid: str, **options: Any) -> Job:
     with byok_context(uid, ["openai"]):
         return worker.queue.enqueue(func, *args, **options)
@@ -75,17 +73,12 @@ def failed(job: Job) -> bool:
     return finished(job, TIMEOUT).get_status() == JobStatus.FAILED
 
 
-def failure_records(worker: RqWorker, feature: str) -> list[str]:
-    """The structured ``llm failure`` log lines the worker wrote for ``feature``."""
-    return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]
-
-
 @pytest.mark.parametrize("reason", NOT_RETRIED)
 def test_a_failure_that_does_not_clear_by_itself_makes_one_call(
     reason: str, worker: RqWorker, provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     provider.script(FAILURES[reason])
-    uid = new_uid()
+    uid = new_uid("retry-rq")
     assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid))
     assert provider.calls_after_quiet(QUIET) == 1
     [event] = events_where(sentry_collector, uid=uid, expect=1)
@@ -96,7 +89,7 @@ def test_a_quota_failure_is_not_retried_even_when_enqueued_with_rqs_own_retry(
     worker: RqWorker, provider: ScriptedProvider
 ) -> None:
     provider.script(FAILURES["quota"])
-    uid = new_uid()
+    uid = new_uid("retry-rq")
     assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid, retry=Retry(max=3)))
     assert provider.calls_after_quiet(QUIET) == 1
 
@@ -106,7 +99,7 @@ def test_a_failure_that_clears_by_itself_is_retried_up_to_max_retries_then_repor
     reason: str, worker: RqWorker, provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     provider.script(FAILURES[reason])
-    uid = new_uid()
+    uid = new_uid("retry-rq")
     assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid))
     assert provider.calls_after_quiet(QUIET) == 1 + MAX_RETRIES
     [event] = events_where(sentry_collector, uid=uid, expect=1)
@@ -118,7 +111,7 @@ def test_a_rate_limit_with_retry_after_1_is_retried_after_about_a_second(
     worker: RqWorker, provider: ScriptedProvider
 ) -> None:
     provider.script(RATE_LIMITED, OK)
-    uid = new_uid()
+    uid = new_uid("retry-rq")
     job = enqueue(worker, summarize_slow_backoff_job, provider.base_url, uid, uid=uid)
     assert result_of(job, TIMEOUT) == "summary"
     [wait] = provider.waits()
@@ -127,7 +120,7 @@ def test_a_rate_limit_with_retry_after_1_is_retried_after_about_a_second(
 
 def test_a_503_is_retried_with_exponential_backoff(worker: RqWorker, provider: ScriptedProvider) -> None:
     provider.script(FAILURES["overloaded"])
-    uid = new_uid()
+    uid = new_uid("retry-rq")
     assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid))
     first, second = provider.waits()
     assert BACKOFF / 2 <= first <= BACKOFF + ROUND + POLL + LATE
@@ -136,7 +129,7 @@ def test_a_503_is_retried_with_exponential_backoff(worker: RqWorker, provider: S
 
 def test_an_exception_that_is_no_llm_failure_keeps_the_jobs_own_retry(worker: RqWorker) -> None:
     marker = uuid.uuid4().hex
-    job = enqueue(worker, plain_failure_job, marker, uid=new_uid(), retry=Retry(max=2))
+    job = enqueue(worker, plain_failure_job, marker, uid=new_uid("retry-rq"), retry=Retry(max=2))
     assert failed(job)
     time.sleep(QUIET)
     runs = [line for line in worker.log().splitlines() if line.startswith(f"ValueError: not an LLM failure {marker}")]
@@ -146,7 +139,7 @@ def test_an_exception_that_is_no_llm_failure_keeps_the_jobs_own_retry(worker: Rq
 def test_llm_retries_do_not_use_up_the_jobs_own_retry(worker: RqWorker, provider: ScriptedProvider) -> None:
     # Two rate limits, retried by the policy; then the job's own Retry(max=1) is still whole.
     provider.script(FAILURES["rate_limit"], FAILURES["rate_limit"], OK)
-    uid = new_uid()
+    uid = new_uid("retry-rq")
     job = enqueue(worker, summarize_job, provider.base_url, uid, uid=uid, retry=Retry(max=1))
     assert result_of(job, TIMEOUT) == "summary"
     assert Job.fetch(job.id, connection=worker.connection).retries_left == 1
@@ -154,6 +147,6 @@ def test_llm_retries_do_not_use_up_the_jobs_own_retry(worker: RqWorker, provider
 
 def test_an_async_jobs_llm_failure_is_retried_too(worker: RqWorker, provider: ScriptedProvider) -> None:
     provider.script(FAILURES["overloaded"], OK)
-    uid = new_uid()
+    uid = new_uid("retry-rq")
     assert result_of(enqueue(worker, summarize_async_job, provider.base_url, uid, uid=uid), TIMEOUT) == "summary"
     assert provider.calls == 2

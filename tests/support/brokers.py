@@ -1,8 +1,17 @@
-"""What waits in a broker queue, whatever the broker."""
+"""The brokers the tests run on, and what waits in a broker queue, whatever the broker."""
 
 from __future__ import annotations
 
+import pytest
 from kombu import Connection, Exchange, Queue
+
+# The brokers a Celery test runs on: RabbitMQ's runs are marked, and skipped when it does not answer.
+BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+
+
+def broker_for(request: pytest.FixtureRequest, broker: str) -> str:
+    """The URL of ``broker`` (one of BROKERS), from the session's redis_url or rabbitmq_url fixture."""
+    return str(request.getfixturevalue("redis_url" if broker == "redis" else "rabbitmq_url"))
 
 
 def waiting_then_delete(broker_url: str, name: str) -> int:

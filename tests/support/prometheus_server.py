@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import time
 import urllib.parse
 import urllib.request
@@ -15,14 +14,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.ports import free_port
 from tests.support.processes import end_group, spawn
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrometheusServer:

@@ -29,6 +29,7 @@ from byok_tasks import settings as byok_settings
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore, generate_encryption_key
 from tests.support.celery_worker import SECRET
 from tests.support.processes import end_group, environment, spawn, wait_until_ready
+from tests.support.timing import TIMEOUT
 
 WORKER_CLASSES = {"fork": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker", "spawn": "rq.worker.SpawnWorker"}
 # The kinds byok-tasks supports; SpawnWorker is refused at start.
@@ -37,7 +38,6 @@ KINDS = ["fork", "simple"]
 KEY_PREFIX = "byok-test-rq:keys:"
 # Shared by this test process and the workers started with ``sealed_keys_env()``.
 ENCRYPTION_KEY = generate_encryption_key()
-TIMEOUT = 30.0
 
 
 def install_publisher() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import openai
 
 from byok_tasks.testing.sandbox import Scenario, sandbox_key
@@ -16,7 +14,3 @@ def openai_failure(sandbox_url: str, scenario: Scenario = "invalid") -> openai.A
     except openai.APIError as exc:
         return exc
     raise AssertionError("the sandbox answered a failing scenario with success")
-
-
-def new_uid() -> str:
-    return f"user-{uuid.uuid4().hex[:12]}"

@@ -7,18 +7,16 @@ from typing import Any
 
 import openai
 import pytest
-import sentry_sdk
 from celery import Celery
 
 import byok_tasks.celery
 from byok_tasks import byok_context, report_llm_error
 from byok_tasks import report as report_module
 from byok_tasks.failure import LLMFailure
-from byok_tasks.sentry import ByokIntegration
 from byok_tasks.testing.sandbox import ProviderSandbox
-from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support.celery_worker import SECRET
-from tests.telemetry.support import new_uid, openai_failure
+from tests.support.ids import new_uid
+from tests.telemetry.support import openai_failure
 
 
 class Seen:
@@ -113,17 +111,6 @@ def test_adding_an_observer_twice_observes_each_failure_once(seen: Seen, provide
     report_module.add_failure_observer(seen.failure)
     report_llm_error(openai_failure(provider_sandbox.url))
     assert len(seen.failures) == 1
-
-
-@pytest.fixture
-def sentry(sentry_collector: SentryCollector) -> Iterator[None]:
-    # Only the integration that matters here: importing every installed one takes seconds.
-    sentry_sdk.init(
-        dsn=sentry_collector.dsn, integrations=[ByokIntegration(storm_budget=1)], auto_enabling_integrations=False
-    )
-    yield
-    sentry_sdk.get_client().close()
-    sentry_sdk.init(auto_enabling_integrations=False)  # no DSN: later tests send nothing
 
 
 def test_events_storm_control_holds_back_reach_the_held_back_observer(

@@ -25,12 +25,12 @@ from byok_tasks import byok_context
 from byok_tasks.testing.sandbox import ProviderSandbox
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support.celery_worker import SECRET
+from tests.support.ids import new_uid
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.processes import ROOT, environment
 from tests.support.sentry import events_where, tags
-from tests.telemetry.support import new_uid
+from tests.support.timing import TIMEOUT
 
-TIMEOUT = 30
 ERROR = 2
 
 

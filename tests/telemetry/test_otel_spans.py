@@ -24,7 +24,8 @@ from byok_tasks.failure import LLMFailure
 from byok_tasks.langchain import ByokCallbackHandler
 from byok_tasks.testing.provider_server import ProviderServer, json_reply
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
-from tests.telemetry.support import new_uid, openai_failure
+from tests.support.ids import new_uid
+from tests.telemetry.support import openai_failure
 
 
 @pytest.fixture

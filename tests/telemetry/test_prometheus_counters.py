@@ -6,15 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sentry_sdk
 from prometheus_client import CollectorRegistry
 
 import byok_tasks.prometheus
 from byok_tasks import byok_context, report_llm_error
-from byok_tasks.sentry import ByokIntegration
 from byok_tasks.testing.sandbox import ProviderSandbox
-from byok_tasks.testing.sentry_collector import SentryCollector
-from tests.telemetry.support import new_uid, openai_failure
+from tests.support.ids import new_uid
+from tests.telemetry.support import openai_failure
 
 
 @pytest.fixture
@@ -110,17 +108,6 @@ def test_instrument_again_with_another_registry_is_an_error(registry: CollectorR
     byok_tasks.prometheus.instrument(registry=registry)
     with pytest.raises(ValueError, match="other settings"):
         byok_tasks.prometheus.instrument(registry=CollectorRegistry())
-
-
-@pytest.fixture
-def sentry(sentry_collector: SentryCollector) -> Iterator[None]:
-    # Only the integration that matters here: importing every installed one takes seconds.
-    sentry_sdk.init(
-        dsn=sentry_collector.dsn, integrations=[ByokIntegration(storm_budget=1)], auto_enabling_integrations=False
-    )
-    yield
-    sentry_sdk.get_client().close()
-    sentry_sdk.init(auto_enabling_integrations=False)  # no DSN: later tests send nothing
 
 
 def test_events_held_back_are_counted_and_their_failures_too(

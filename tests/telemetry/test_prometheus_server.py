@@ -21,13 +21,14 @@ import yaml
 from byok_tasks import byok_context
 from byok_tasks.testing.sandbox import ProviderSandbox
 from byok_tasks.testing.sentry_collector import SentryCollector
+from tests.support.ids import new_uid
+from tests.support.ports import free_port
 from tests.support.processes import ROOT
-from tests.support.prometheus_server import PrometheusServer, free_port
+from tests.support.prometheus_server import PrometheusServer
 from tests.support.sentry import events_where
-from tests.telemetry.support import new_uid
+from tests.support.timing import TIMEOUT
 
 RULES = ROOT / "deploy" / "prometheus" / "byok-alerts.yml"
-TIMEOUT = 30
 PAGE = "LLMPlatformKeyFailures"
 TICKET = "LLMUserKeyFailuresSurge"
 

@@ -14,8 +14,7 @@ import pytest
 import sentry_sdk
 
 from byok_tasks.testing.sandbox import sandbox_key
-
-TIMEOUT = 30
+from tests.support.timing import TIMEOUT
 
 
 def started(*args: str) -> subprocess.Popen[str]:

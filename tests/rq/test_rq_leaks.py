@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rq.job import Job
 
 from byok_tasks import byok_context
 from tests.apps import rq_jobs
+from tests.support.contexts import interleaved_expectations
 from tests.support.rq_worker import RqWorkerFactory, result_of, rq_worker_factory_fixture  # noqa: F401
 
 JOBS = 1000
 
 
-def _interleaved_expectations(count: int) -> list[list[Any] | None]:
-    users = [f"user-{n}" for n in range(7)]
-    providers = [["openai"], ["anthropic", "openai"], ["google"], []]
-    return [None if i % 2 else [users[i % len(users)], providers[i % len(providers)]] for i in range(count)]
-
-
 def test_no_context_leaks_between_a_thousand_interleaved_jobs(rq_worker_factory: RqWorkerFactory) -> None:
     worker = rq_worker_factory("simple")
-    expected = _interleaved_expectations(JOBS)
+    expected = interleaved_expectations(JOBS)
     jobs: list[Job] = []
     for context in expected:
         if context is None:

@@ -1,6 +1,6 @@
 """ByokWsgiMiddleware's contract in one thread: werkzeug's test client, and the WSGI protocol where a server misbehaves.
 
-The tests with a real server and worker are in tests/test_wsgi.py.
+The tests with a real server and worker are in tests/web/test_wsgi.py.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,12 +16,12 @@ import pytest
 from byok_tasks import ByokContext, ByokContextRequired, byok_context
 from byok_tasks.header import HeaderCodec
 from byok_tasks.testing.sandbox import ProviderSandbox
-from tests.conftest import broker_for
+from tests.support.brokers import BROKERS, broker_for
 from tests.support.celery_worker import SECRET
-from tests.test_replay import fields_of, with_fields
+from tests.support.headers import fields_of, with_fields
+from tests.support.redis_keys import new_namespace
+from tests.support.timing import TIMEOUT
 
-BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
-TIMEOUT = 30
 DAY = 86_400.0
 ALICE = ByokContext("alice", frozenset({"openai"}))
 
@@ -39,7 +38,7 @@ def worker(request: pytest.FixtureRequest, worker_factory: Any) -> Any:
 
 @pytest.fixture(params=BROKERS)
 def keys_worker(request: pytest.FixtureRequest, worker_factory: Any, provider_sandbox: ProviderSandbox) -> Any:
-    env = {"BYOK_TEST_NAMESPACE": f"byok-test-replay-{uuid.uuid4().hex[:8]}", "OPENAI_BASE_URL": provider_sandbox.url}
+    env = {"BYOK_TEST_NAMESPACE": new_namespace("replay"), "OPENAI_BASE_URL": provider_sandbox.url}
     return worker_factory(broker_for(request, request.param), "prefork", app_module="tests.apps.keys_app", env=env)
 
 

@@ -7,7 +7,6 @@ worker (tests/apps/web_worker.py); both seal users' keys in Redis under this mod
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
 import string
@@ -28,17 +27,9 @@ from byok_tasks.testing.sandbox import sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.apps.web_server import WebServer
 from tests.support.celery_worker import SECRET, Worker
-
-TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def key_prefix(redis_url: str) -> Iterator[str]:
-    prefix = f"byok-test-web:{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    store = redis.Redis.from_url(redis_url)
-    for name in store.scan_iter(match=prefix + "*"):
-        store.delete(name)
+from tests.support.keys import digest
+from tests.support.timing import TIMEOUT
+from tests.web.users import as_user
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +63,6 @@ def server(
     server.stop()
 
 
-def as_user(uid: str, **keys: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {uid}", **{f"X-BYOK-{provider}": key for provider, key in keys.items()}}
-
-
 def enqueue(server: WebServer, task: str, headers: dict[str, str], *args: str, queue: str | None = None) -> str:
     params: dict[str, Any] = {"arg": list(args)}
     if queue is not None:
@@ -87,10 +74,6 @@ def enqueue(server: WebServer, task: str, headers: dict[str, str], *args: str, q
 
 def result_of(worker: Worker, task_id: str) -> Any:
     return worker.app.AsyncResult(task_id).get(timeout=TIMEOUT)
-
-
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def test_task_enqueued_by_a_request_sees_the_users_uid_and_providers(server: WebServer, worker: Worker) -> None:

@@ -16,13 +16,13 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 
 from byok_tasks import ByokContext, byok_context
 from byok_tasks.header import HeaderCodec
-from tests.conftest import broker_for
+from tests.support.brokers import BROKERS, broker_for
 from tests.support.celery_worker import SECRET
+from tests.support.contexts import interleaved_expectations
+from tests.support.timing import TIMEOUT
 
-BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
 POOLS = ["prefork", "threads", "solo", "gevent"]
 ALICE = ["alice", ["anthropic", "openai"]]
-TIMEOUT = 30
 
 
 @pytest.fixture(params=BROKERS)
@@ -110,19 +110,13 @@ def test_each_pool_restores_the_context(pool: str, redis_url: str, worker_factor
     assert result.get(timeout=TIMEOUT) == [ALICE, 2]
 
 
-def _interleaved_expectations(count: int) -> list[list[Any] | None]:
-    users = [f"user-{n}" for n in range(7)]
-    providers = [["openai"], ["anthropic", "openai"], ["google"], []]
-    return [None if i % 2 else [users[i % len(users)], providers[i % len(providers)]] for i in range(count)]
-
-
 @pytest.mark.parametrize("broker", BROKERS)
 @pytest.mark.parametrize("pool", POOLS)
 def test_no_context_leaks_between_a_thousand_interleaved_tasks(
     pool: str, broker: str, request: pytest.FixtureRequest, worker_factory: Any, redis_url: str
 ) -> None:
     pool_worker = worker_factory(broker_for(request, broker), pool)
-    expected = _interleaved_expectations(1000)
+    expected = interleaved_expectations(1000)
     results = []
     for context in expected:
         if context is None:

@@ -1,8 +1,8 @@
 """A header that cannot be trusted never crashes an RQ worker and never runs a job as someone else.
 
-The cases are those of tests/test_celery_bad_headers.py, plus headers signed with the
-right secret that expired or were issued in the future; each is put in the job's meta
-as a forger with access to Redis would.
+The cases are those of tests/celery/test_celery_bad_headers.py (from tests/support/headers.py),
+plus headers signed with the right secret that expired or were issued in the future; each is
+put in the job's meta as a forger with access to Redis would.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from byok_tasks import ByokContext
 from byok_tasks.header import HeaderCodec
 from tests.apps import rq_jobs
 from tests.support.celery_worker import SECRET
+from tests.support.headers import ALICE, raw_header_in
+from tests.support.headers import BAD_HEADERS as CELERY_BAD_HEADERS
 from tests.support.rq_worker import KINDS, RqWorker, RqWorkerFactory, finished, result_of, rq_worker_factory_fixture  # noqa: F401
-from tests.test_celery_bad_headers import ALICE
-from tests.test_celery_bad_headers import BAD_HEADERS as CELERY_BAD_HEADERS
 
 
 def _signed_at(issued: float) -> str:
@@ -42,11 +42,6 @@ def worker(request: pytest.FixtureRequest, rq_worker_factory: RqWorkerFactory) -
 @pytest.fixture(scope="module")
 def strict_worker(rq_worker_factory: RqWorkerFactory) -> RqWorker:
     return rq_worker_factory("simple", require_signature=True)
-
-
-def _raw_header_in(log: str, header: object) -> bool:
-    text = header.decode(errors="replace") if isinstance(header, bytes) else str(header)
-    return len(text) > 8 and text in log
 
 
 def _exc_string(job: Job) -> str:
@@ -76,8 +71,8 @@ def test_warning_names_the_job_but_never_echoes_the_header(worker: RqWorker, hea
     job = finished(worker.queue.enqueue(rq_jobs.whoami_required, meta={"byok": header}))
     log = worker.log()
     assert job.id in log
-    assert not _raw_header_in(log, header)
-    assert not _raw_header_in(_exc_string(job), header)
+    assert not raw_header_in(log, header)
+    assert not raw_header_in(_exc_string(job), header)
 
 
 def test_worker_keeps_serving_after_bad_headers(worker: RqWorker) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import pickle
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,18 +17,17 @@ from byok_tasks.context import attach, detach
 from byok_tasks.keyring import is_reference
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, Keyring, SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
+from tests.support.redis_keys import new_namespace, removed_after
 
-NAMESPACE = f"byok-test-keys-unit-{uuid.uuid4().hex[:8]}"
+NAMESPACE = new_namespace("keys-unit")
 ENCRYPTION_KEY = generate_encryption_key()
 
 
 @pytest.fixture(autouse=True)
 def shared_redis(redis_url: str) -> Iterator[redis.Redis]:
     """The shared Redis; every key a test leaves under NAMESPACE is removed after it."""
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    for name in client.scan_iter(match=f"{NAMESPACE}:*"):
-        client.delete(name)
+    with removed_after(redis_url, f"{NAMESPACE}:*") as client:
+        yield client
 
 
 @pytest.fixture

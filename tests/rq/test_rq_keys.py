@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import timedelta
 
@@ -13,6 +12,7 @@ from byok_tasks import ByokKeyUnavailable, byok_context
 from byok_tasks.keys import SealedKeyStore
 from byok_tasks.testing.sandbox import sandbox_key
 from tests.apps import rq_jobs
+from tests.support.keys import digest
 from tests.support.rq_worker import (  # noqa: F401
     KINDS,
     RqWorker,
@@ -22,10 +22,6 @@ from tests.support.rq_worker import (  # noqa: F401
     sealed_key_store_fixture,
     sealed_keys_env,
 )
-
-
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @pytest.fixture(params=KINDS)

@@ -31,11 +31,11 @@ from byok_tasks.keyring import is_reference
 from byok_tasks.keys import SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
-from tests.conftest import broker_for
+from tests.support.brokers import BROKERS, broker_for
+from tests.support.redis_keys import delete_matching, new_namespace
+from tests.support.timing import TIMEOUT
 
-BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
-TIMEOUT = 30
-NAMESPACE = f"byok-test-secrets-{uuid.uuid4().hex[:8]}"
+NAMESPACE = new_namespace("secrets")
 ENCRYPTION_KEY = generate_encryption_key()
 # "invalid": the provider refuses it, so the task's failure is an LLM failure Sentry hears of.
 USER_KEYS = {"redis": sandbox_key("openai", "invalid"), "rabbitmq": sandbox_key("openai", "invalid")}
@@ -188,9 +188,7 @@ def published(
         result.get(timeout=TIMEOUT, propagate=False)
     yield Published(broker_url, worker, uid, secret, results, take_message(broker_url, taken), waiting)
     drop_queue(broker_url, waiting)
-    client = redis.Redis.from_url(redis_url)
-    for name in client.scan_iter(match=f"{NAMESPACE}:*"):
-        client.delete(name)
+    delete_matching(redis.Redis.from_url(redis_url), f"{NAMESPACE}:*")
 
 
 def test_the_tasks_really_got_and_used_the_key(published: Published, provider_sandbox: ProviderSandbox) -> None:

@@ -1,6 +1,6 @@
 """ByokAsgiMiddleware's contract in-process: httpx's ASGI transport for requests, the ASGI protocol for lifespan.
 
-What needs a real server (WebSockets, streaming, tasks on a worker) is in tests/test_asgi.py.
+What needs a real server (WebSockets, streaming, tasks on a worker) is in tests/web/test_asgi.py.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ import pytest
 
 from byok_tasks import byok_context, redact
 from byok_tasks.testing.sentry_collector import SentryCollector
+from tests.support.ids import new_uid
 from tests.support.sentry import events_where, strings_in, tags
+from tests.support.timing import TIMEOUT
 
-TIMEOUT = 30
 POOLS = ["prefork", "threads", "solo", "gevent"]
 
 
@@ -32,10 +33,6 @@ def worker(request: pytest.FixtureRequest, worker_factory: Any, redis_url: str, 
     if request.param.endswith("off"):
         env["BYOK_TEST_WITHOUT_CELERY_INTEGRATION"] = "1"
     return worker_factory(redis_url, "threads", env=env)
-
-
-def new_uid() -> str:
-    return f"user-{uuid.uuid4().hex[:12]}"
 
 
 def run(worker: Any, name: str, *args: Any, uid: str, providers: list[str]) -> Any:

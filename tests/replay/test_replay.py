@@ -19,6 +19,7 @@ from byok_tasks import keys as byok_keys
 from byok_tasks import settings as byok_settings
 from byok_tasks.header import CLOCK_SKEW, DEFAULT_MAX_AGE, HeaderCodec, HeaderError
 from byok_tasks.keys import Keyring, SealedKeyStore, generate_encryption_key
+from tests.support.headers import fields_of, with_fields
 
 SECRET = "replay-test-secret"
 ALICE = ByokContext("alice", frozenset({"openai"}))
@@ -29,19 +30,6 @@ DAY = 86_400.0
 def codec_at(when: float, *, max_age: float = DEFAULT_MAX_AGE) -> HeaderCodec:
     """A codec with the signing secret whose clock reads ``when``."""
     return HeaderCodec((SECRET.encode(),), max_age=max_age, clock=lambda: when)
-
-
-def fields_of(header: str) -> dict[str, object]:
-    payload = header.split(".")[1]
-    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return decoded
-
-
-def with_fields(header: str, **changes: object) -> str:
-    """``header`` with its payload changed and its signature kept, as a forger would try."""
-    version, _, signature = header.split(".")
-    payload = json.dumps({**fields_of(header), **changes}).encode()
-    return ".".join([version, base64.urlsafe_b64encode(payload).decode().rstrip("="), signature])
 
 
 def unsigned(fields: str) -> str:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 import pytest
-import redis
 
 from byok_tasks import (
     ByokContext,
@@ -26,9 +23,9 @@ from byok_tasks.report import enter_task, exit_task
 from byok_tasks.testing.pytest_plugin import FailureRecords
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from tests.support.celery_worker import Worker
+from tests.support.timing import TIMEOUT
 
 ALICE = ["alice", ["openai"]]
-TIMEOUT = 30
 
 
 def test_thread_pool_work_submitted_with_context_runs_for_the_same_user() -> None:
@@ -92,15 +89,6 @@ def test_async_report_names_the_running_task(provider_sandbox: ProviderSandbox) 
 
     failure = asyncio.run(report())
     assert failure is not None and (failure.feature, failure.reason) == ("reports.summarise", "invalid_key")
-
-
-@pytest.fixture(scope="module")
-def key_prefix(redis_url: str) -> Iterator[str]:
-    prefix = f"byok-test-concurrency:{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    store = redis.Redis.from_url(redis_url)
-    for name in store.scan_iter(match=prefix + "*"):
-        store.delete(name)
 
 
 @pytest.fixture(scope="module", params=["prefork", "threads"])

@@ -24,6 +24,7 @@ from byok_tasks.failure import LLMFailure
 from byok_tasks.sentry import ByokIntegration
 from byok_tasks.testing.sandbox import Scenario, sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
+from tests.support.ids import new_uid
 from tests.support.processes import ROOT
 from tests.support.sentry import events_where, strings_in, tags
 
@@ -52,10 +53,6 @@ def openai_failure(sandbox: Any, scenario: Scenario = "invalid") -> openai.APIEr
     except openai.APIError as exc:
         return exc
     raise AssertionError("the sandbox answered a failing scenario with success")
-
-
-def new_uid() -> str:
-    return f"user-{uuid.uuid4().hex[:12]}"
 
 
 def test_handled_failure_is_one_event_although_the_openai_integration_saw_the_call(

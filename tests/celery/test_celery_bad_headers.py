@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 import pytest
 
 from byok_tasks import ByokContext
 from byok_tasks.header import HeaderCodec
-from tests.conftest import broker_for
-from tests.support.celery_worker import SECRET
-
-BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
-TIMEOUT = 30
-
-signed = HeaderCodec.configure(SECRET)
-ALICE = signed.encode(ByokContext("alice", frozenset({"openai"})))
-MALLORY_PAYLOAD = signed.encode(ByokContext("mallory", frozenset({"openai"}))).split(".")[1]
-
-
-def _payload(fields: object) -> str:
-    return "1." + base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
-
-
-BAD_HEADERS = {
-    # Alice's signature on Mallory's payload: the classic tampering.
-    "tampered": ".".join([ALICE.split(".")[0], MALLORY_PAYLOAD, ALICE.split(".")[2]]),
-    "signed with another secret": HeaderCodec.configure("another-secret").encode(ByokContext("mallory")),
-    "malformed base64": "1.@@not-base64@@." + ALICE.split(".")[2],
-    "not JSON": "1." + base64.urlsafe_b64encode(b"{{{").decode(),
-    "payload not an object": _payload(["mallory"]),
-    "uid missing": _payload({"p": ["openai"]}),
-    "uid not a string": _payload({"u": 42, "p": []}),
-    "providers not a list": _payload({"u": "mallory", "p": "openai"}),
-    "oversized": "1." + "A" * 100_000,
-    "non-UTF-8": b"1.\xff\xfe\xfd",
-    "wrongly typed (int)": 12345,
-    "wrongly typed (dict)": {"u": "mallory"},
-    "foreign (a JWT)": "eyJhbGciOiJIUzI1NiJ9.eyJ1IjoibWFsbG9yeSJ9.c2lnbmF0dXJl",
-    "unknown version": "2." + MALLORY_PAYLOAD,
-    "non-ASCII signature": ALICE.rsplit(".", 1)[0] + ".é" + ALICE.rsplit(".", 1)[1][1:],
-    "non-ASCII payload": "1.é" + MALLORY_PAYLOAD,
-    "issue time too large for a float": _payload({"u": "mallory", "p": [], "t": 10**400}),
-}
+from tests.support.brokers import BROKERS, broker_for
+from tests.support.headers import ALICE, BAD_HEADERS, raw_header_in
+from tests.support.timing import TIMEOUT
 
 
 @pytest.fixture(params=BROKERS)
@@ -55,11 +21,6 @@ def worker(request: pytest.FixtureRequest, worker_factory: Any) -> Any:
 @pytest.fixture(scope="module")
 def strict_worker(redis_url: str, worker_factory: Any) -> Any:
     return worker_factory(redis_url, "solo", require_signature=True)
-
-
-def _raw_header_in(log: str, header: object) -> bool:
-    text = header.decode(errors="replace") if isinstance(header, bytes) else str(header)
-    return len(text) > 8 and text in log
 
 
 @pytest.mark.parametrize("header", BAD_HEADERS.values(), ids=BAD_HEADERS.keys())
@@ -83,7 +44,7 @@ def test_warning_names_the_task_but_never_echoes_the_header(worker: Any, header:
     result.get(timeout=TIMEOUT)
     log = worker.log()
     assert result.id in log
-    assert not _raw_header_in(log, header)
+    assert not raw_header_in(log, header)
 
 
 def test_worker_keeps_serving_after_bad_headers(worker: Any) -> None:

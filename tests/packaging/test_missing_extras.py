@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.processes import ROOT
+
 EVERY_FRAMEWORK = [
     *("celery", "kombu", "rq", "redis", "sentry_sdk", "langchain_core", "cryptography"),
     *("starlette", "flask", "openai", "anthropic"),

@@ -23,12 +23,12 @@ from byok_tasks import settings as byok_settings
 from byok_tasks.header import HeaderCodec
 from byok_tasks.keys import Keyring, SealedKeyStore, generate_encryption_key
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
-from tests.conftest import broker_for
+from tests.support.brokers import BROKERS, broker_for
 from tests.support.celery_worker import SECRET
+from tests.support.redis_keys import new_namespace, removed_after
+from tests.support.timing import TIMEOUT
 
-BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
-TIMEOUT = 30
-NAMESPACE = f"byok-test-keys-{uuid.uuid4().hex[:8]}"
+NAMESPACE = new_namespace("keys")
 ENCRYPTION_KEY = generate_encryption_key()
 PLATFORM_KEY = sandbox_key("openai", "invalid")
 ANSWER = "A short summary from the sandbox."
@@ -66,10 +66,8 @@ def sealing(redis_url: str, monkeypatch: pytest.MonkeyPatch, shared_redis: redis
 
 @pytest.fixture(scope="module")
 def shared_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    for name in client.scan_iter(match=f"{NAMESPACE}:*"):
-        client.delete(name)
+    with removed_after(redis_url, f"{NAMESPACE}:*") as client:
+        yield client
 
 
 def send(worker: Any, name: str, *args: Any, **options: Any) -> Any:

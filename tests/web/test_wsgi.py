@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from byok_tasks.keys import generate_encryption_key
 from byok_tasks.testing.sandbox import sandbox_key
 from tests.apps.web_server import WebServer
 from tests.support.celery_worker import SECRET, Worker
-
-TIMEOUT = 30
+from tests.support.keys import digest
+from tests.support.timing import TIMEOUT
+from tests.web.users import as_user
 
 
 @pytest.fixture(scope="module")
-def web_env(redis_url: str) -> Iterator[dict[str, str]]:
-    prefix = f"byok-test-wsgi:{uuid.uuid4().hex[:8]}:"
-    yield {"BYOK_TASKS_ENCRYPTION_KEY": generate_encryption_key(), "BYOK_TEST_KEY_PREFIX": prefix}
-    store = redis.Redis.from_url(redis_url)
-    for name in store.scan_iter(match=prefix + "*"):
-        store.delete(name)
+def web_env(key_prefix: str) -> dict[str, str]:
+    return {"BYOK_TASKS_ENCRYPTION_KEY": generate_encryption_key(), "BYOK_TEST_KEY_PREFIX": key_prefix}
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +44,6 @@ def server(worker: Worker, redis_url: str, web_env: dict[str, str], worker_logs:
     server.stop()
 
 
-def as_user(uid: str, **keys: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {uid}", **{f"X-BYOK-{provider}": key for provider, key in keys.items()}}
-
-
 def enqueue(server: WebServer, worker: Worker, task: str, headers: dict[str, str], *args: str) -> Any:
     response = httpx.post(f"{server.url}/enqueue/{task}", headers=headers, params={"arg": list(args)}, timeout=TIMEOUT)
     response.raise_for_status()
@@ -72,13 +62,13 @@ def test_task_enqueued_by_a_request_without_key_headers_sees_no_context(server: 
 def test_task_uses_the_key_the_request_brought(server: WebServer, worker: Worker) -> None:
     key = sandbox_key("openai", "ok")
     answer = enqueue(server, worker, "web.key_digest", as_user("alice", OpenAI=key), "openai")
-    assert answer == [["alice", ["openai"]], hashlib.sha256(key.encode()).hexdigest()]
+    assert answer == [["alice", ["openai"]], digest(key)]
 
 
 def test_application_gets_the_key_but_never_the_key_header(server: WebServer) -> None:
     key = sandbox_key("openai", "ok")
     seen = httpx.get(f"{server.url}/look", headers=as_user("alice", OpenAI=key), timeout=TIMEOUT).json()
-    assert seen["openai_key"] == hashlib.sha256(key.encode()).hexdigest()
+    assert seen["openai_key"] == digest(key)
     assert "x-byok-openai" not in seen["headers"]
 
 
