@@ -10,6 +10,7 @@ from .concurrency import report_llm_error_async, submit_with_context
 from .context import ByokContext, ByokContextRequired, byok_context, current_context
 from .failure import LLMFailure, llm_call
 from .header import HeaderError
+from .health import ByokKeyRejected, KeyHealth, KeyNotice, KeyStatus, clear_key_status, key_status
 from .keys import ByokKeyExpired, ByokKeyUnavailable, current_key
 from .providers import ProviderRegistrationError, register_provider
 from .redaction import redact
@@ -19,14 +20,20 @@ __all__ = [
     "ByokContext",
     "ByokContextRequired",
     "ByokKeyExpired",
+    "ByokKeyRejected",
     "ByokKeyUnavailable",
     "HeaderError",
+    "KeyHealth",
+    "KeyNotice",
+    "KeyStatus",
     "LLMFailure",
     "ProviderRegistrationError",
     "byok_context",
     "classify",
+    "clear_key_status",
     "current_context",
     "current_key",
+    "key_status",
     "llm_call",
     "redact",
     "register_provider",

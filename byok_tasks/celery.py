@@ -39,7 +39,7 @@ with needs_extra(__name__, "Celery", "celery"):
     from celery import Celery, Task, signals
     from celery.exceptions import Ignore, Retry
 
-from . import keys, report
+from . import health, keys, report
 from .context import attach, current_context, detach, refusal
 from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
 from .retry import RetryPolicy
@@ -71,6 +71,7 @@ def install(
     resolver: keys.Resolver | None = None,
     resolver_ttl: float | None = None,
     resolver_cache_size: int | None = None,
+    key_health: health.KeyHealth | None = None,
 ) -> None:
     """Carry the BYOK context through ``app``'s tasks, in the web process and the worker alike.
 
@@ -89,6 +90,8 @@ def install(
     keys.configure(
         store=key_store, resolver=resolver, resolver_ttl=resolver_ttl, resolver_cache_size=resolver_cache_size
     )
+    if key_health is not None:
+        health.configure(key_health, sender=lambda name, kwargs: app.send_task(name, kwargs=kwargs))
     if _codec is None:
         _codec = codec
         _connect_signals()
@@ -220,8 +223,10 @@ def _on_prerun(task: Task, task_id: str, **_: Any) -> None:
     setattr(request, _TOKENS, (context_token, report.enter_task(task.name)))
 
 
-def _on_postrun(task: Task, **_: Any) -> None:
+def _on_postrun(task: Task, state: str | None = None, **_: Any) -> None:
     tokens = vars(task.request).pop(_TOKENS, None)
+    if state == "SUCCESS":
+        health.task_succeeded()  # a key handed out with a failing status worked: its status is ok again
     if tokens is not None:
         context_token, task_token = tokens
         if context_token is not None:

@@ -247,7 +247,9 @@ class SealedKeyStore:
         from cryptography.exceptions import InvalidTag
 
         try:
-            sealed = self._redis.get(self.prefix + ref)
+            name = self.prefix + ref
+            # With key health on the same Redis, the user's key statuses come in the same round trip.
+            sealed = self._redis.get(name) if _health_read is None else _health_read(self, name, uid)
         except self._errors as exc:
             what = f"the keys sealed for user {uid!r} under reference {ref!r} cannot be fetched"
             raise self._unavailable(exc, what, uid, provider) from exc
@@ -348,6 +350,10 @@ class _ResolverCache:
 
 _store: SealedKeyStore | None = None
 _resolver: _ResolverCache | None = None
+# Set by byok_tasks.health when key health is configured: the breaker's check of a key
+# about to be handed out, and the sealed-keys read that brings the user's statuses along.
+_health_check: Callable[[str, str, str], None] | None = None
+_health_read: Callable[[SealedKeyStore, str, str], Any] | None = None
 _RESOLVER_TTL, _RESOLVER_CACHE_SIZE = 60.0, 1024
 
 
@@ -442,4 +448,6 @@ def current_key(provider: str) -> str | None:
             uid=context.uid,
             provider=provider,
         )
+    if _health_check is not None:
+        _health_check(context.uid, provider, key)  # raises ByokKeyRejected for a key known dead
     return key

@@ -39,7 +39,7 @@ with needs_extra(__name__, "RQ", "rq"):
     from rq.queue import Queue
     from rq.worker import BaseWorker, Worker
 
-from . import keys, report
+from . import health, keys, report
 from .context import ByokContext, attach, current_context, detach, refusal
 from .header import DEFAULT_MAX_AGE, HEADER, HeaderCodec, why_refused
 from .retry import RetryPolicy
@@ -70,6 +70,7 @@ def install(
     resolver: keys.Resolver | None = None,
     resolver_ttl: float | None = None,
     resolver_cache_size: int | None = None,
+    key_health: health.KeyHealth | None = None,
 ) -> None:
     """Carry the BYOK context through RQ jobs; the arguments are those of :func:`byok_tasks.celery.install`."""
     global _codec
@@ -79,6 +80,8 @@ def install(
     keys.configure(
         store=key_store, resolver=resolver, resolver_ttl=resolver_ttl, resolver_cache_size=resolver_cache_size
     )
+    if key_health is not None:
+        health.configure(key_health, sender=_rq_sender(key_health))
     if _codec is not None:
         return
     _codec = codec
@@ -96,6 +99,18 @@ def install(
     spawn_worker: Any = getattr(rq.worker, "SpawnWorker", None)  # RQ 2.6 and later
     if spawn_worker is not None:
         spawn_worker.bootstrap = _refusing_to_start(spawn_worker.bootstrap)
+
+
+def _rq_sender(key_health: health.KeyHealth) -> Callable[[str, dict[str, Any]], object]:
+    # A client of its own, not the health store's (bounded to 50 ms): enqueueing is off the task's path.
+    def send(name: str, kwargs: dict[str, Any]) -> object:
+        from redis import Redis
+
+        return Queue(key_health.notify_queue, connection=Redis.from_url(key_health.redis_url)).enqueue(
+            name, kwargs=kwargs
+        )
+
+    return send
 
 
 def _stamp(job: Job, delay: float = 0.0) -> None:
@@ -160,7 +175,10 @@ def _restoring(perform_job: Callable[..., bool]) -> Callable[..., bool]:
         job._byok_problem = problem  # type: ignore[attr-defined]
         context_token, task_token = attach(context), report.enter_task(_job_name(job))
         try:
-            return perform_job(self, job, queue, *args, **kwargs)
+            succeeded = perform_job(self, job, queue, *args, **kwargs)
+            if succeeded:
+                health.task_succeeded()  # a key handed out with a failing status worked: its status is ok again
+            return succeeded
         finally:
             task = report.running_task()
             reported = task is not None and task.failure_reported
@@ -170,6 +188,8 @@ def _restoring(perform_job: Callable[..., bool]) -> Callable[..., bool]:
             # flush: the event sent for this job's failure would die in its queue.
             if reported and self.is_horse:
                 report.flush_events()
+            if self.is_horse:
+                health.flush()  # the user hook's calls queued by this job, likewise
 
     return perform_in_context
 

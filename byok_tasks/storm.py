@@ -69,7 +69,7 @@ def fleet_budget() -> FleetBudget | None:
 class RedisFleetBudget:
     """:class:`FleetBudget` on Redis: ``call`` runs a command through the key-health store's bounded client."""
 
-    def __init__(self, call: Callable[[Callable[[Any], Any]], Any], prefix: str, held_ttl: float) -> None:
+    def __init__(self, call: Callable[..., Any], prefix: str, held_ttl: float) -> None:
         self._call, self._prefix, self._held_ttl_ms = call, prefix, int(held_ttl * 1000)
 
     def admit(self, key: tuple[str | None, ...], budget: int, window: float) -> int | None:
