@@ -264,7 +264,7 @@ class _Store:
         self._lock = threading.Lock()
 
     def call(self, command: Callable[..., Any], *args: Any) -> Any:
-        """``command(client, *args)``; raises :class:`storm.StoreUnavailable` when the store is down or answered late."""
+        """``command(client, *args)``; raises :class:`storm.StoreUnavailable` when the store did not answer."""
         if self._down_until and time.monotonic() < self._down_until:
             raise storm.StoreUnavailable(self.location)
         try:
@@ -612,7 +612,7 @@ def _check(uid: str, provider: str, key: str) -> None:
     until = last + health.cooloff
     raise ByokKeyRejected(
         f"user {uid!r}'s {provider} key (fingerprint {fp}) was refused by {provider} as {status} "
-        f"{int(record.get('count', 0))} times, last at {time.strftime('%H:%M:%S UTC', time.gmtime(last))}: "
+        f"{int(record.get('count', 0)) - int(record.get('refused', 0))} times, last at {time.strftime('%H:%M:%S UTC', time.gmtime(last))}: "
         f"not called again before {time.strftime('%H:%M:%S UTC', time.gmtime(until))} unless the user saves a new "
         "key (clear_key_status) or a task succeeds with it",
         uid=uid,
