@@ -92,13 +92,14 @@ class ByokKeyRejected(ByokKeyUnavailable):
         self,
         message: str,
         *,
-        uid: str,
-        provider: str,
-        status: str,
-        fingerprint: str,
-        failures: int,
-        until: float,
+        uid: str | None = None,
+        provider: str | None = None,
+        status: str = "",
+        fingerprint: str = NO_KEY,
+        failures: int = 0,
+        until: float = 0.0,
     ) -> None:
+        # Defaults, so that a result backend can rebuild it from its message alone.
         super().__init__(message, uid=uid, provider=provider)
         self.status, self.fingerprint, self.failures, self.until = status, fingerprint, failures, until
 

@@ -9,5 +9,8 @@ from tests.apps import health_worker
 
 health_worker._init_sentry([RqIntegration()])
 byok_tasks.rq.install(
-    key_store=health_worker.KEY_STORE, resolver=health_worker.resolve, resolver_ttl=0, key_health=health_worker.KEY_HEALTH
+    key_store=health_worker.KEY_STORE,
+    resolver=health_worker.resolve,
+    resolver_ttl=0,
+    key_health=health_worker.KEY_HEALTH,
 )

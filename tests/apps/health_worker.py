@@ -1,15 +1,15 @@
 """The app of the key-health tests: `celery -A tests.apps.health_worker worker`, and RQ's settings and jobs.
 
-    BROKER_URL, RESULT_BACKEND, BYOK_TEST_QUEUE   set by start_worker (Celery)
-    BYOK_TEST_RQ_REDIS_URL                         set by start_rq_worker (RQ)
-    BYOK_TEST_NS              the test's namespace on the shared Redis: users' keys (the
-                              resolver's "database", hash <ns>:keys), what the hook saw, task timings
-    BYOK_TEST_HEALTH_URL      the key-health store (the shared Redis, or one a test kills)
-    BYOK_TEST_HEALTH          JSON of KeyHealth options (threshold, cooloff, claim_ttl, timeout, ...)
-    BYOK_TEST_HOOK            ok | fail-first | hang: what the user hook does
-    BYOK_TEST_STORM_WINDOW    ByokIntegration's storm window, seconds
-    SENTRY_DSN                report to this Sentry, with ByokIntegration
-    OPENAI_BASE_URL           the provider sandbox
+BROKER_URL, RESULT_BACKEND, BYOK_TEST_QUEUE   set by start_worker (Celery)
+BYOK_TEST_RQ_REDIS_URL                         set by start_rq_worker (RQ)
+BYOK_TEST_NS              the test's namespace on the shared Redis: users' keys (the
+                          resolver's "database", hash <ns>:keys), what the hook saw, task timings
+BYOK_TEST_HEALTH_URL      the key-health store (the shared Redis, or one a test kills)
+BYOK_TEST_HEALTH          JSON of KeyHealth options (threshold, cooloff, claim_ttl, timeout, ...)
+BYOK_TEST_HOOK            ok | fail-first | hang: what the user hook does
+BYOK_TEST_STORM_WINDOW    ByokIntegration's storm window, seconds
+SENTRY_DSN                report to this Sentry, with ByokIntegration
+OPENAI_BASE_URL           the provider sandbox
 """
 
 from __future__ import annotations
@@ -101,9 +101,7 @@ if os.environ.get("BROKER_URL"):
         worker_prefetch_multiplier=1,
     )
     _init_sentry([CeleryIntegration()])
-    byok_tasks.celery.install(
-        app, key_store=KEY_STORE, resolver=resolve, resolver_ttl=0, key_health=KEY_HEALTH
-    )
+    byok_tasks.celery.install(app, key_store=KEY_STORE, resolver=resolve, resolver_ttl=0, key_health=KEY_HEALTH)
     summarize = app.task(name="health.summarize")(call_openai)
 
     _started: dict[str, float] = {}
