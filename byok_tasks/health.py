@@ -72,7 +72,6 @@ TRACKED = frozenset({"invalid_key", "permission", "quota", "key_unavailable"})
 BREAKING = frozenset({"invalid_key", "permission", "quota"})
 NO_KEY = "-"  # the fingerprint of a failure with no key to fingerprint (missing, expired)
 MAX_MESSAGE = 500
-_RECENT = 0.05  # seconds: a status read this recently (in the same task) is not read again
 
 
 class KeyHealthError(ValueError):
@@ -374,6 +373,7 @@ class _Handed:
     owner: object
     pending_ok: dict[tuple[str, str], str]  # (uid, provider) -> fingerprint
     fingerprints: dict[tuple[str, str], str]
+    fresh: dict[str, dict[str, dict[str, Any]]]  # uid -> records read in this task's sealed-keys round trip
 
 
 _handed: ContextVar[_Handed | None] = ContextVar("byok_health_handed", default=None)
@@ -515,7 +515,7 @@ def _this_tasks() -> _Handed:
     owner = _owner()
     handed = _handed.get()
     if handed is None or handed.owner is not owner:
-        handed = _Handed(owner, {}, {})
+        handed = _Handed(owner, {}, {}, {})
         _handed.set(handed)
     return handed
 
@@ -558,7 +558,9 @@ def _read_with_sealed_keys(store: keys.SealedKeyStore, name: str, uid: str) -> A
     if isinstance(sealed, BaseException):
         raise sealed
     if not isinstance(records, BaseException):
-        _remember(uid, _decoded(records))
+        decoded = _decoded(records)
+        _remember(uid, decoded)
+        _this_tasks().fresh[uid] = decoded
     return sealed
 
 
@@ -570,9 +572,9 @@ def _records_of(health: KeyHealth, uid: str, provider: str, fp: str) -> dict[str
         record = records.get(provider)
         if record is None or record.get("fp") != fp or record.get("status") == "ok":
             return records
-        recent = _cached(uid, recent=_RECENT)
-        if recent is not None:
-            return recent
+        fresh = _this_tasks().fresh.get(uid)
+        if fresh is not None:
+            return fresh
     try:
         raw = health._store.call(lambda client: client.hgetall(health._record_key(uid)))
     except storm.StoreUnavailable:
@@ -611,10 +613,10 @@ def _check(uid: str, provider: str, key: str) -> None:
     status = str(record.get("status"))
     last = float(record.get("last", 0)) / 1000
     until = last + health.cooloff
+    refusals = int(record.get("count", 0)) - int(record.get("refused", 0))
     raise ByokKeyRejected(
-        f"user {uid!r}'s {provider} key (fingerprint {fp}) was refused by {provider} as {status} "
-        f"{int(record.get('count', 0)) - int(record.get('refused', 0))} times, last at {time.strftime('%H:%M:%S UTC', time.gmtime(last))}: "
-        f"not called again before {time.strftime('%H:%M:%S UTC', time.gmtime(until))} unless the user saves a new "
+        f"user {uid!r}'s {provider} key (fingerprint {fp}) was refused by {provider} as {status} {refusals} "
+        f"times, last at {_clock(last)}: not called again before {_clock(until)} unless the user saves a new "
         "key (clear_key_status) or a task succeeds with it",
         uid=uid,
         provider=provider,
@@ -623,6 +625,10 @@ def _check(uid: str, provider: str, key: str) -> None:
         failures=int(record.get("count", 0)),
         until=until,
     )
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
 
 
 def task_succeeded() -> None:

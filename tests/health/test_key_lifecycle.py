@@ -58,11 +58,18 @@ def outcome(result: AsyncResult) -> str:
         return type(exc).__name__
 
 
+def breaker(space: HealthSpace, uid: str) -> str | None:
+    status = key_status(uid, health=space.health()).get("openai")
+    return None if status is None else status.breaker
+
+
 def revoked(worker: Worker, space: HealthSpace, uid: str) -> str:
     """``uid``'s key, failed ``THRESHOLD`` times one after the other: the breaker is open."""
     key = sandbox_key("openai", "invalid")
     space.set_key(uid, key)
     assert [outcome(run(worker, uid)) for _ in range(THRESHOLD)] == ["OpenAIError"] * THRESHOLD
+    # A result is stored just before its failure is recorded: polled.
+    wait_for(lambda: breaker(space, uid) == "open", "the breaker to open")
     assert outcome(run(worker, uid)) == "ByokKeyRejected"
     return key
 
@@ -92,8 +99,11 @@ def test_a_success_after_a_failure_writes_ok(
     # One 401 from a provider's glitch, then the key answers again.
     provider_sandbox.reply(json_reply(401, {"error": {"message": "glitch", "code": "invalid_api_key"}}))
     assert outcome(run(worker, uid)) == "OpenAIError"
+    # The result is stored just before the failure is recorded: polled.
+    wait_for(lambda: "openai" in key_status(uid, health=space.health()), "the failure's record")
     assert key_status(uid, health=space.health())["openai"].status == "invalid_key"
     assert outcome(run(worker, uid)) == "ok"
+    wait_for(lambda: key_status(uid, health=space.health())["openai"].status == "ok", "the status to be ok")
     status = key_status(uid, health=space.health())["openai"]
     assert (status.status, status.failures, status.breaker) == ("ok", 1, "closed")
 
@@ -108,10 +118,16 @@ def test_clear_key_status_lifts_the_breaker(worker: Worker, space: HealthSpace) 
 
 
 def test_platform_failures_never_reach_the_hook_nor_the_record(worker: Worker, space: HealthSpace) -> None:
-    before = space.hook_attempts()
-    assert [outcome(run(worker, None)) for _ in range(THRESHOLD + 2)] == ["OpenAIError"] * (THRESHOLD + 2)
-    assert space.hook_attempts() == before
-    assert not list(space.shared.scan_iter(match=f"{space.ns}:health:u:*platform*"))
+    uid = f"sam-{uuid.uuid4().hex[:6]}"
+    with byok_context(uid, providers=["anthropic"]):  # OpenAI is not theirs: the platform's key, invalid
+        results = [worker.app.send_task("health.summarize") for _ in range(THRESHOLD + 2)]
+    assert [outcome(result) for result in results] == ["OpenAIError"] * (THRESHOLD + 2)
+    # A user's failure after them, as a marker: once it has reached the hook, theirs would have too.
+    marker = f"sam-marker-{uuid.uuid4().hex[:6]}"
+    assert outcome(run(worker, marker)) == "ByokKeyUnavailable"
+    wait_for(lambda: any(call["uid"] == marker for call in space.hook_calls()), "the marker's hook call")
+    assert [call for call in space.hook_calls() if call["uid"] == uid] == []
+    assert key_status(uid, health=space.health()) == {}
 
 
 @pytest.mark.parametrize("how", ["missing", "expired"])
@@ -139,6 +155,7 @@ def test_a_missing_or_expired_key_is_the_users_failure_counted_and_told(
         "byok.uid": uid,
     }
     assert event["user"]["id"] == uid
+    wait_for(lambda: "openai" in key_status(uid, health=space.health()), "the failure's record")
     assert key_status(uid, health=space.health())["openai"].status == "key_unavailable"
     wait_for(lambda: any(call["uid"] == uid for call in space.hook_calls()), "the hook's call")
     [call] = [call for call in space.hook_calls() if call["uid"] == uid]

@@ -16,8 +16,8 @@ from typing import Any
 import redis
 
 from byok_tasks import KeyHealth
-from byok_tasks.testing.sandbox import ProviderSandbox
 from byok_tasks.keys import ENCRYPTION_KEY_ENV
+from byok_tasks.testing.sandbox import ProviderSandbox
 from tests.support.celery_worker import SECRET
 from tests.support.rq_worker import ENCRYPTION_KEY
 

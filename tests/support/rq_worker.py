@@ -94,7 +94,7 @@ def start_rq_worker(
     env: dict[str, str] | None = None,
     settings: str = "tests.apps.rq_settings",
 ) -> RqWorker:
-    """``rq worker -c tests.apps.rq_settings`` (or ``settings``) of ``kind`` on a fresh queue, with ``env`` added to its environment."""
+    """``rq worker -c tests.apps.rq_settings`` (or ``settings``) of ``kind`` on a fresh queue, ``env`` added."""
     queue = f"byok-test-rq-{kind}-{uuid.uuid4().hex[:8]}"
     log_path = log_dir / f"{queue}.log"
     full_env = environment(
