@@ -59,7 +59,7 @@ OUTAGES = {
     "rate_limited": "answering 429",
     "slow": "answering after 10 s",
 }
-OTHER_BENCHMARKS = ("bench_classify.py", "bench_keys.py", "bench_rq.py", "bench_telemetry.py")
+OTHER_BENCHMARKS = ("bench_classify.py", "bench_keys.py", "bench_rq.py", "bench_telemetry.py", "bench_health.py")
 SECTIONS = ("headers", "publish", "failure", "outage", "others")  # "publish" includes throughput
 
 

@@ -16,6 +16,7 @@ from .classification import classify
 from .concurrency import report_llm_error_async, submit_with_context
 from .context import ByokContext, byok_context, current_context
 from .failure import LLMFailure, llm_call
+from .health import ByokKeyRejected, KeyHealth, KeyNotice, KeyStatus, clear_key_status, key_status
 from .keys import current_key
 from .providers import register_provider
 from .redaction import redact
@@ -25,14 +26,20 @@ __all__ = [
     "ByokContext",
     "ByokContextRequired",
     "ByokKeyExpired",
+    "ByokKeyRejected",
     "ByokKeyUnavailable",
     "HeaderError",
+    "KeyHealth",
+    "KeyNotice",
+    "KeyStatus",
     "LLMFailure",
     "ProviderRegistrationError",
     "byok_context",
     "classify",
+    "clear_key_status",
     "current_context",
     "current_key",
+    "key_status",
     "llm_call",
     "redact",
     "register_provider",

@@ -3,7 +3,8 @@
     RuntimeError
     ├── ByokContextRequired        a byok_required task or job about to run without a context
     └── ByokKeyUnavailable         a provider is BYOK, but the user's key cannot be had
-        └── ByokKeyExpired         the sealed keys a task refers to are gone
+        ├── ByokKeyExpired         the sealed keys a task refers to are gone
+        └── ByokKeyRejected        the key is known dead across the fleet (byok_tasks.health)
     ValueError
     ├── HeaderError                a BYOK header that cannot be trusted
     └── ProviderRegistrationError  register_provider() was given something it cannot use

@@ -41,6 +41,7 @@ with needs_extra(__name__, "Celery", "celery"):
 from . import propagation
 from .context import current_context
 from .header import DEFAULT_MAX_AGE, HEADER
+from .health import KeyHealth
 from .keyring import Resolver, SealedKeyStore
 from .retry import RetryPolicy
 
@@ -69,6 +70,7 @@ def install(
     resolver: Resolver | None = None,
     resolver_ttl: float | None = None,
     resolver_cache_size: int | None = None,
+    key_health: KeyHealth | None = None,
 ) -> None:
     """Carry the BYOK context through ``app``'s tasks, in the web process and the worker alike.
 
@@ -89,6 +91,8 @@ def install(
         resolver=resolver,
         resolver_ttl=resolver_ttl,
         resolver_cache_size=resolver_cache_size,
+        key_health=key_health,
+        notice_sender=lambda name, kwargs: app.send_task(name, kwargs=kwargs),
     )
     _connect_signals()
     _patch_tracer_builder()
@@ -193,8 +197,10 @@ def _on_prerun(task: Task, task_id: str, **_: Any) -> None:
     setattr(request, _TOKENS, propagation.enter(context, task.name))
 
 
-def _on_postrun(task: Task, **_: Any) -> None:
+def _on_postrun(task: Task, state: str | None = None, **_: Any) -> None:
     entered = vars(task.request).pop(_TOKENS, None)
+    if state == "SUCCESS":
+        propagation.succeeded()
     if entered is not None:
         propagation.leave(entered)
 

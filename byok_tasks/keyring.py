@@ -194,9 +194,11 @@ class SealedKeyStore:
             retry=Retry(NoBackoff(), 0),
         )
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
-        self.location = _location(self._redis.connection_pool.connection_kwargs)
+        self.location = redis_location(self._redis.connection_pool.connection_kwargs)
         self.ttl = ttl
         self.prefix = prefix
+        # Set by byok_tasks.health: reads the sealed keys and the user's key statuses at once.
+        self.reader: Callable[[SealedKeyStore, str, str], Any] | None = None
 
     def __repr__(self) -> str:
         return f"SealedKeyStore({self.location!r}, ttl={self.ttl}, prefix={self.prefix!r})"
@@ -216,7 +218,9 @@ class SealedKeyStore:
         from cryptography.exceptions import InvalidTag
 
         try:
-            sealed = self._redis.get(self.prefix + ref)
+            name = self.prefix + ref
+            # With key health on the same Redis, the user's key statuses come in the same round trip.
+            sealed = self._redis.get(name) if self.reader is None else self.reader(self, name, uid)
         except self._errors as exc:
             what = f"the keys sealed for user {uid!r} under reference {ref!r} cannot be fetched"
             raise self._unavailable(exc, what, uid, provider) from exc
@@ -248,7 +252,7 @@ class SealedKeyStore:
         )
 
 
-def _location(connection_kwargs: Mapping[str, Any]) -> str:
+def redis_location(connection_kwargs: Mapping[str, Any]) -> str:
     """Where a Redis client connects, without its credentials: ``host:port/db`` or ``unix-path/db``."""
     db = connection_kwargs.get("db", 0)
     path = connection_kwargs.get("path")

@@ -86,4 +86,6 @@ def current_key(provider: str) -> str | None:
             uid=context.uid,
             provider=provider,
         )
+    if sources.key_check is not None:
+        sources.key_check(context.uid, provider, key)  # raises ByokKeyRejected for a key known dead
     return key

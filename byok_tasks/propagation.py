@@ -13,8 +13,9 @@ import logging
 from collections.abc import Callable, Sequence
 from contextvars import Token
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from . import report, settings
+from . import health, report, settings
 from ._exceptions import ByokContextRequired
 from .context import ByokContext, attach, current_context, detach
 from .header import DEFAULT_MAX_AGE, HEADER, why_refused
@@ -28,7 +29,7 @@ __all__ = [
     "configure",
     "delay_until",
     "enter",
-    "flush_events",
+    "flush_before_exit",
     "header_to_send",
     "installed",
     "leave",
@@ -36,6 +37,7 @@ __all__ = [
     "restore",
     "seal_keys",
     "start_up_line",
+    "succeeded",
     "task_failed",
     "will_be_retried",
 ]
@@ -55,9 +57,15 @@ def configure(
     resolver: Resolver | None = None,
     resolver_ttl: float | None = None,
     resolver_cache_size: int | None = None,
+    key_health: health.KeyHealth | None = None,
+    notice_sender: Callable[[str, dict[str, Any]], object] | None = None,
 ) -> bool:
-    """Apply an adapter's ``install()`` arguments (see :func:`byok_tasks.settings.configure`); True the first time."""
-    return settings.configure(
+    """Apply an adapter's ``install()`` arguments (see :func:`byok_tasks.settings.configure`); True the first time.
+
+    ``notice_sender(name, kwargs)`` enqueues a task or job by name, for a ``key_health``
+    whose user hook is a task name.
+    """
+    first = settings.configure(
         framework,
         secret=secret,
         require_signature=require_signature,
@@ -67,6 +75,9 @@ def configure(
         resolver_ttl=resolver_ttl,
         resolver_cache_size=resolver_cache_size,
     )
+    if key_health is not None:
+        health.configure(key_health, sender=notice_sender)
+    return first
 
 
 def installed() -> bool:
@@ -155,9 +166,17 @@ def will_be_retried(exc: BaseException) -> None:
         task.failure_reported = True
 
 
-def flush_events() -> None:
-    """Send the events queued so far: the process is about to leave without running its exit hooks."""
-    report.flush_events()
+def succeeded() -> None:
+    """The task succeeded: a key handed out with a failing status worked, and its status is ok again."""
+    health.task_succeeded()
+
+
+def flush_before_exit(*, events: bool) -> None:
+    """The process is about to leave without running its exit hooks (RQ's work horse): deliver the
+    user notices queued here and, when ``events``, send the error tracker's queued events."""
+    if events:
+        report.flush_events()
+    health.flush()
 
 
 def delay_until(countdown: object = None, eta: object = None) -> float:

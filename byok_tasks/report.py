@@ -15,9 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
 from . import settings
@@ -26,6 +25,7 @@ from .failure import CallAnnotations, LLMFailure, Source, annotate
 from .providers import provider_name
 from .running import RunningTask, enter_task, exit_task, running_task
 from .settings import EventSink
+from .storm import StormControl
 
 __all__ = [
     "EventSink",
@@ -199,61 +199,6 @@ def task_failed(exc: BaseException, framework: str, *, expected: bool = False) -
             task.failure_reported = True
     except Exception:
         logger.debug("reporting a task failure failed", exc_info=True)
-
-
-@dataclass
-class _Window:
-    started: float
-    sent: int = 0
-    suppressed: int = 0
-
-
-class StormControl:
-    """At most ``budget`` events per ``window`` seconds for each (uid, provider, reason), in this process.
-
-    A user whose key was revoked can enqueue thousands of tasks a minute; each still gets
-    its log record, but only the first events reach the tracker. The next event admitted
-    for the same key carries how many were held back. Platform failures are ours to see
-    in full, so they are only limited when ``platform`` is set.
-    """
-
-    # Bounds the memory a flood of distinct users can take; the oldest windows go first.
-    MAX_KEYS = 10_000
-
-    def __init__(
-        self,
-        budget: int = 1,
-        window: float = 600.0,
-        *,
-        platform: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if budget < 1 or window <= 0:
-            raise ValueError("storm control needs a budget of at least 1 event and a positive window")
-        self.budget, self.window, self.platform, self._clock = budget, window, platform, clock
-        self._windows: dict[tuple[str | None, ...], _Window] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, failure: LLMFailure) -> int | None:
-        """None to hold the event back; else the number held back since the last one sent for this key."""
-        if failure.source == "platform" and not self.platform:
-            return 0
-        key = (failure.source, failure.uid, failure.provider, failure.reason)
-        now = self._clock()
-        with self._lock:
-            window = self._windows.get(key)
-            if window is None or now - window.started >= self.window:
-                carried = self._windows.pop(key).suppressed if window is not None else 0
-                # Re-inserted, so the dict stays ordered by window start: the oldest go first.
-                window = self._windows[key] = _Window(now, suppressed=carried)
-                while len(self._windows) > self.MAX_KEYS:
-                    del self._windows[next(iter(self._windows))]
-            if window.sent >= self.budget:
-                window.suppressed += 1
-                return None
-            window.sent += 1
-            suppressed, window.suppressed = window.suppressed, 0
-            return suppressed
 
 
 FailureObserver = Callable[[LLMFailure, BaseException], None]

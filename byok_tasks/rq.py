@@ -42,6 +42,7 @@ with needs_extra(__name__, "RQ", "rq"):
 from . import propagation
 from .context import ByokContext
 from .header import DEFAULT_MAX_AGE, HEADER
+from .health import KeyHealth
 from .keyring import Resolver, SealedKeyStore
 from .retry import RetryPolicy
 
@@ -70,6 +71,7 @@ def install(
     resolver: Resolver | None = None,
     resolver_ttl: float | None = None,
     resolver_cache_size: int | None = None,
+    key_health: KeyHealth | None = None,
 ) -> None:
     """Carry the BYOK context through RQ jobs; the arguments are those of :func:`byok_tasks.celery.install`."""
     propagation.configure(
@@ -81,6 +83,8 @@ def install(
         resolver=resolver,
         resolver_ttl=resolver_ttl,
         resolver_cache_size=resolver_cache_size,
+        key_health=key_health,
+        notice_sender=None if key_health is None else _notice_sender(key_health),
     )
     # RQ 3 defines perform_job on BaseWorker; early 2.x releases on Worker, which SimpleWorker extends there.
     worker: Any = BaseWorker if "perform_job" in vars(BaseWorker) else Worker
@@ -111,6 +115,18 @@ def _patch_class_method(owner: Any, name: str, wrap: Callable[[Any], Any]) -> No
         patched = wrap(original)
         setattr(patched, _MARKER, True)
         setattr(owner, name, classmethod(patched))
+
+
+def _notice_sender(key_health: KeyHealth) -> Callable[[str, dict[str, Any]], object]:
+    # A client of its own, not the health store's (bounded to 50 ms): enqueueing is off the task's path.
+    def send(name: str, kwargs: dict[str, Any]) -> object:
+        from redis import Redis
+
+        return Queue(key_health.notify_queue, connection=Redis.from_url(key_health.redis_url)).enqueue(
+            name, kwargs=kwargs
+        )
+
+    return send
 
 
 def _stamp(job: Job, delay: float = 0.0) -> None:
@@ -169,12 +185,16 @@ def _restoring(perform_job: Callable[..., bool]) -> Callable[..., bool]:
         job._byok_problem = problem  # type: ignore[attr-defined]
         entered = propagation.enter(context, _job_name(job))
         try:
-            return perform_job(self, job, queue, *args, **kwargs)
+            succeeded = perform_job(self, job, queue, *args, **kwargs)
+            if succeeded:
+                propagation.succeeded()
+            return succeeded
         finally:
-            # A work horse leaves through os._exit, skipping the error tracker's exit-time
-            # flush: the event sent for this job's failure would die in its queue.
-            if propagation.leave(entered) and self.is_horse:
-                propagation.flush_events()
+            # A work horse leaves through os._exit, skipping the exit-time flushes: the event
+            # and the user notice queued for this job's failure would die in their queues.
+            reported = propagation.leave(entered)
+            if self.is_horse:
+                propagation.flush_before_exit(events=reported)
 
     return perform_in_context
 

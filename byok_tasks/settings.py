@@ -10,7 +10,7 @@ the next ``install()``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +45,8 @@ class Settings:
     key_store: SealedKeyStore | None = None
     resolver: ResolverCache | None = None
     sink: EventSink | None = None
+    # Set by byok_tasks.health: raises ByokKeyRejected for a key known dead, before it is handed out.
+    key_check: Callable[[str, str, str], None] | None = None
 
 
 _settings = Settings()

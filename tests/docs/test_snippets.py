@@ -106,7 +106,8 @@ def environment(redis_url: str, provider_sandbox: ProviderSandbox, sentry_collec
         "ALICE_OPENAI_KEY": sandbox_key("openai", "ok"),
         "BYOK_TASKS_SECRET": "snippets-secret-not-a-key",
         "BYOK_TASKS_ENCRYPTION_KEY": generate_encryption_key(),
-        "PYTHONPATH": ".",
+        # The folder's files first; then this checkout when the test runs with one on PYTHONPATH.
+        "PYTHONPATH": os.pathsep.join([".", *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
 
 

@@ -55,6 +55,7 @@ def start_worker(
     require_signature: bool = False,
     env: dict[str, str] | None = None,
     queue_from_config: bool = False,
+    concurrency: int | None = None,
 ) -> Worker:
     """A worker for ``app_module``'s app on a fresh queue, with ``env`` added to its environment.
 
@@ -73,7 +74,7 @@ def start_worker(
     proc = spawn(
         [
             sys.executable, "-m", "celery", "-A", app_module, "worker",
-            "-P", pool, "-c", str(CONCURRENCY[pool]), *([] if queue_from_config else ["-Q", queue]),
+            "-P", pool, "-c", str(concurrency or CONCURRENCY[pool]), *([] if queue_from_config else ["-Q", queue]),
             "-n", f"{queue}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
         ],

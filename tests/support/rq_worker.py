@@ -93,8 +93,9 @@ def start_rq_worker(
     require_signature: bool = False,
     with_scheduler: bool = False,
     env: dict[str, str] | None = None,
+    settings: str = "tests.apps.rq_settings",
 ) -> RqWorker:
-    """``rq worker -c tests.apps.rq_settings`` of ``kind`` on a fresh queue, with ``env`` added to its environment."""
+    """``rq worker -c tests.apps.rq_settings`` (or ``settings``) of ``kind`` on a fresh queue, ``env`` added."""
     queue = f"byok-test-rq-{kind}-{uuid.uuid4().hex[:8]}"
     log_path = log_dir / f"{queue}.log"
     full_env = environment(
@@ -109,7 +110,7 @@ def start_rq_worker(
         require_signature=require_signature,
     )
     command = [
-        sys.executable, "-m", "rq.cli", "worker", "-c", "tests.apps.rq_settings", "--url", redis_url,
+        sys.executable, "-m", "rq.cli", "worker", "-c", settings, "--url", redis_url,
         "-w", WORKER_CLASSES[kind], "--name", queue, *(["--with-scheduler"] if with_scheduler else []), queue,
     ]  # fmt: skip
     proc = spawn(command, full_env, log_path)
