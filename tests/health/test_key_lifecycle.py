@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from celery.result import AsyncResult
 
-from byok_tasks import ByokKeyUnavailable, byok_context, clear_key_status, key_status, keys
+from byok_tasks import ByokKeyUnavailable, byok_context, clear_key_status, key_status
+from byok_tasks import settings as byok_settings
 from byok_tasks.keys import SealedKeyStore
 from byok_tasks.testing.provider_server import json_reply
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
@@ -136,7 +137,7 @@ def test_a_missing_or_expired_key_is_the_users_failure_counted_and_told(
 ) -> None:
     uid = f"quinn-{how}-{uuid.uuid4().hex[:6]}"
     store = SealedKeyStore(space.redis_url, encryption_key=ENCRYPTION_KEY, prefix=f"{space.ns}:sealed:")
-    monkeypatch.setattr(keys, "_store", store)  # this process seals, as the web side does
+    monkeypatch.setattr(byok_settings.current(), "key_store", store)  # this process seals, as the web side does
     if how == "missing":
         result = run(worker, uid)  # OpenAI is theirs, but no key is found for them
     else:
