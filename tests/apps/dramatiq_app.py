@@ -77,6 +77,7 @@ class Observer(Middleware):
     def before_process_message(self, broker: Any, message: Any) -> None:
         if current_context() is not None:
             self.store.incr(leaks_key(self.queue))
+        message._retries_before = message.options.get("retries", 0)  # Retries counts the run, once it failed
 
     def after_process_message(
         self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
@@ -84,7 +85,7 @@ class Observer(Middleware):
         if current_context() is not None:
             self.store.incr(leaks_key(self.queue))
         run = {
-            "retries": message.options.get("retries", 0),
+            "retries": getattr(message, "_retries_before", None),
             "failed": bool(message.failed),
             "exception": None if exception is None else f"{type(exception).__name__}: {exception}",
         }

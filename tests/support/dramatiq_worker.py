@@ -37,7 +37,7 @@ KEY_PREFIX = "byok-test-dq:keys:"
 ENCRYPTION_KEY = generate_encryption_key()
 TIMEOUT = 30.0
 # How long nothing more must happen before a test concludes that nothing more will.
-QUIET = 1.5
+QUIET = 1.0
 
 
 def sending_broker(url: str) -> dramatiq.Broker:
