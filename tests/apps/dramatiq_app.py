@@ -147,12 +147,20 @@ def declare(broker: dramatiq.Broker, queue: str, store: redis.Redis) -> dict[str
             call_openai(base_url)
         record(marker, "seen", "done without the provider")
 
-    @actor(**byok_tasks.dramatiq.llm_retry(max_retries=3, backoff=0.1, jitter=False))
-    def summarize_with_llm_retry(marker: str, base_url: str) -> None:
+    def call_scripted(marker: str, base_url: str) -> None:
         client = openai.OpenAI(api_key=RETRY_API_KEY, base_url=base_url, max_retries=0, timeout=2.0)
         with llm_call("openai", model="gpt-4o-mini", feature=marker):
             reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         record(marker, "seen", reply.choices[0].message.content)
+
+    @actor(**byok_tasks.dramatiq.llm_retry(max_retries=3, backoff=0.1, jitter=False))
+    def summarize_with_llm_retry(marker: str, base_url: str) -> None:
+        call_scripted(marker, base_url)
+
+    # The actor's own max_retries (1) runs out before the policy's (3).
+    @actor(max_retries=1, **byok_tasks.dramatiq.llm_retry(max_retries=3, backoff=0.1, jitter=False))
+    def summarize_with_llm_retry_capped(marker: str, base_url: str) -> None:
+        call_scripted(marker, base_url)
 
     return {
         name: value for name, value in locals().items() if isinstance(value, dramatiq.Actor)

@@ -208,3 +208,34 @@ def runs(worker: DramatiqWorker, message: dramatiq.Message[Any], *, failed: bool
     assert after == found, f"message {message.message_id} ran again after it had finished: {after}"
     assert found[-1]["failed"] is failed, f"message {message.message_id}: {found}"
     return found
+
+
+@dataclass
+class IdleQueue:
+    """A queue no worker consumes, and the app's actors on it: what is sent stays on the broker, to be read raw."""
+
+    queue: str
+    broker: dramatiq.Broker
+    store: redis.Redis
+    actors: dict[str, dramatiq.Actor[..., Any]]
+
+    def raw_messages(self) -> list[bytes]:
+        """The messages waiting on the queue, as the broker holds them (taken off it, on RabbitMQ)."""
+        if isinstance(self.broker, RabbitmqBroker):
+            bodies = []
+            while (got := self.broker.channel.basic_get(self.queue, auto_ack=True))[0] is not None:
+                bodies.append(got[2])
+            return bodies
+        return list(self.store.hvals(f"dramatiq:{self.queue}.msgs"))
+
+
+@pytest.fixture(name="idle_queue")
+def idle_queue_fixture(request: pytest.FixtureRequest, redis_url: str) -> Iterator[IdleQueue]:
+    """An idle queue on the broker the test is parametrized with (``broker``), or on Redis."""
+    name = getattr(request, "param", "redis")
+    url = redis_url if name == "redis" else str(request.getfixturevalue("rabbitmq_url"))
+    queue, broker, store = f"byok-test-dq-idle-{uuid.uuid4().hex[:8]}", sending_broker(url), redis.Redis.from_url(redis_url)
+    idle = IdleQueue(queue, broker, store, dramatiq_app.declare(broker, queue, store))
+    yield idle
+    delete_queue(broker, store, queue)
+    broker.close()
