@@ -122,6 +122,9 @@ class ByokMiddleware(Middleware):
     def after_process_message(
         self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
+        if isinstance(exception, dramatiq.Retry) and message.failed:
+            # The actor's own max_retries ran out before llm_retry's: the LLM failure it retried is final.
+            exception = exception.__cause__
         if exception is not None and not isinstance(exception, dramatiq.Retry):
             actor = broker.get_actor(message.actor_name)
             throws = message.options.get("throws") or actor.options.get("throws")
