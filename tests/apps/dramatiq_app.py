@@ -142,7 +142,7 @@ def declare(broker: dramatiq.Broker, queue: str, store: redis.Redis) -> dict[str
 
     @actor(max_retries=2, **BACKOFF_MS)
     def summarize_after_failures(marker: str, base_url: str, failures: int) -> None:
-        """Calls OpenAI on the first ``failures`` runs (failing with the user's invalid key), then succeeds without it."""
+        """Calls OpenAI (failing with the user's invalid key) on the first ``failures`` runs, then does without."""
         if record(marker, "attempts", seen()) <= failures:
             call_openai(base_url)
         record(marker, "seen", "done without the provider")

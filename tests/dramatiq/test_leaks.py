@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 from byok_tasks import byok_context
-from tests.support.dramatiq_worker import DramatiqWorkerFactory, dramatiq_worker_factory_fixture, seen  # noqa: F401
 from tests.apps.dramatiq_app import leaks_key
+from tests.support.dramatiq_worker import DramatiqWorkerFactory, dramatiq_worker_factory_fixture, seen  # noqa: F401
 
 MESSAGES = 300
 

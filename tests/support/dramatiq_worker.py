@@ -41,7 +41,7 @@ QUIET = 1.0
 
 
 def sending_broker(url: str) -> dramatiq.Broker:
-    """A broker of this process for ``url``, configured like the workers' (one per worker: actor names are unique in one)."""
+    """A broker of this process for ``url``, configured like the workers'; one per worker (actor names are unique)."""
     broker = dramatiq_app.make_broker(url)
     dramatiq_app.add_byok(broker, secret=SECRET)
     return broker
@@ -234,7 +234,8 @@ def idle_queue_fixture(request: pytest.FixtureRequest, redis_url: str) -> Iterat
     """An idle queue on the broker the test is parametrized with (``broker``), or on Redis."""
     name = getattr(request, "param", "redis")
     url = redis_url if name == "redis" else str(request.getfixturevalue("rabbitmq_url"))
-    queue, broker, store = f"byok-test-dq-idle-{uuid.uuid4().hex[:8]}", sending_broker(url), redis.Redis.from_url(redis_url)
+    queue, broker = f"byok-test-dq-idle-{uuid.uuid4().hex[:8]}", sending_broker(url)
+    store = redis.Redis.from_url(redis_url)
     idle = IdleQueue(queue, broker, store, dramatiq_app.declare(broker, queue, store))
     yield idle
     delete_queue(broker, store, queue)

@@ -13,7 +13,9 @@ from byok_tasks.testing.provider_server import ProviderServer, RecordedRequest, 
 
 
 def openai_error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> Reply:
-    return json_reply(status, {"error": {"message": message, "type": code, "param": None, "code": code}}, headers=headers)
+    return json_reply(
+        status, {"error": {"message": message, "type": code, "param": None, "code": code}}, headers=headers
+    )
 
 
 OK = json_reply(
