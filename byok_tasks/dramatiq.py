@@ -8,6 +8,8 @@ to the broker, in the process that sends and in the worker::
 
 - ``before_enqueue`` seals the context's keys and writes the header; messages sent from
   a running actor inherit its context, and a retry keeps the header it was sent with.
+  ``after_enqueue`` takes the header out of the sender's message again, so that the same
+  message object sent again carries the context of that send.
 - ``before_process_message`` restores the context (and the actor's name, for reports);
   ``after_process_message`` and ``after_skip_message`` reset it.
 - ``after_process_message`` also reports a message's final LLM failure, once: Dramatiq's
@@ -48,6 +50,8 @@ _MARKER = "_byok_patched"
 _REQUIRED, _POLICY = "byok_required", "byok_llm_retry"
 # The message being processed in this worker thread, for the actor's guard and retry policy.
 _message: ContextVar[Any] = ContextVar("byok_dramatiq_message", default=None)
+# The options and header this thread's enqueue is writing: taken out again once sent.
+_stamped: ContextVar[tuple[dict[str, Any], str] | None] = ContextVar("byok_dramatiq_stamped", default=None)
 
 
 class _NotSent(ByokKeyUnavailable, MiddlewareError):
@@ -87,8 +91,10 @@ class ByokMiddleware(Middleware):
         return {_REQUIRED, _POLICY}
 
     def before_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
-        if HEADER in message.options:
+        options, stamped = message.options, _stamped.get()
+        if HEADER in options and not (stamped is not None and options[HEADER] is stamped[1]):
             return  # a retry, or a header the sender set: theirs to keep
+        options.pop(HEADER, None)  # ours, from a send of this message that failed
         seconds = (delay or 0) / 1000
         try:
             propagation.seal_keys(seconds)
@@ -96,7 +102,17 @@ class ByokMiddleware(Middleware):
             raise _NotSent(str(exc), uid=exc.uid, provider=exc.provider) from exc
         header = propagation.header_to_send(seconds)
         if header is not None:
-            message.options[HEADER] = header
+            options[HEADER] = header
+            _stamped.set((options, header))
+
+    def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
+        # Some brokers (RabbitMQ's, without a delay) send the caller's own message: left with
+        # our header, that message sent again, under another user's context, would go as ours.
+        stamped = _stamped.get()
+        if stamped is not None and stamped[0] is message.options:
+            if message.options.get(HEADER) is stamped[1]:
+                del message.options[HEADER]
+            _stamped.set(None)
 
     def before_process_message(self, broker: Any, message: Any) -> None:
         context, problem = propagation.restore(message.options.get(HEADER), lambda: f"message {message.message_id}")
@@ -106,6 +122,9 @@ class ByokMiddleware(Middleware):
     def after_process_message(
         self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
+        if isinstance(exception, dramatiq.Retry) and message.failed:
+            # The actor's own max_retries ran out before llm_retry's: the LLM failure it retried is final.
+            exception = exception.__cause__
         if exception is not None and not isinstance(exception, dramatiq.Retry):
             actor = broker.get_actor(message.actor_name)
             throws = message.options.get("throws") or actor.options.get("throws")

@@ -4,7 +4,7 @@ The blocks of one section form a story, run in order in a fresh folder: a block 
 ``<!-- snippet: file=tasks.py -->`` is written to that file (blocks for the same file
 add to it, and ``command="..."`` then runs that command there); any other block runs as a
 script there, with the story's files importable.
-``worker="..."`` on a block starts that command (a real Celery or RQ worker) in the folder
+``worker="..."`` on a block starts that command (a real Celery, RQ or Dramatiq worker) in the folder
 before the block runs, and stops it afterwards. The environment the snippets read is the
 one a deployment would set: ``REDIS_URL``, ``BROKER_URL``, ``OPENAI_BASE_URL`` (the
 loopback provider sandbox), ``SENTRY_DSN`` (the loopback collector), ``BYOK_TASKS_SECRET``
@@ -106,8 +106,8 @@ def environment(redis_url: str, provider_sandbox: ProviderSandbox, sentry_collec
         "ALICE_OPENAI_KEY": sandbox_key("openai", "ok"),
         "BYOK_TASKS_SECRET": "snippets-secret-not-a-key",
         "BYOK_TASKS_ENCRYPTION_KEY": generate_encryption_key(),
-        # The folder's files first; then this checkout when the test runs with one on PYTHONPATH.
-        "PYTHONPATH": os.pathsep.join([".", *filter(None, [os.environ.get("PYTHONPATH")])]),
+        # The story's folder, then this checkout: its byok_tasks, whatever is installed.
+        "PYTHONPATH": f".{os.pathsep}{ROOT}",
     }
 
 
@@ -142,7 +142,7 @@ def _start(command: str, folder: Path, env: dict[str, str]) -> tuple[subprocess.
         shlex.split(command), cwd=folder, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
     )
     handle.close()
-    ready = " ready." if command.startswith("celery") else "Listening on"
+    ready = {"celery": " ready.", "dramatiq": "is ready for action."}.get(command.split()[0], "Listening on")
     deadline = time.monotonic() + TIMEOUT
     while ready not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
