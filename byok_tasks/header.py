@@ -171,7 +171,10 @@ class HeaderCodec:
             raise HeaderError("header is malformed")
         if len(parts) == 3 and self._macs:
             signed = f"{parts[0]}.{parts[1]}"
-            if not any(hmac.compare_digest(self._sign(mac, signed), parts[2]) for mac in self._macs):
+            for mac in self._macs:
+                if hmac.compare_digest(self._sign(mac, signed), parts[2]):
+                    break
+            else:
                 raise HeaderError("header signature does not match: tampered, or signed with another secret")
         elif self.require_signature:
             raise HeaderError("header is unsigned and this worker requires signed headers")
@@ -211,13 +214,15 @@ class HeaderCodec:
 
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
+_json_object: Callable[[str], Any] = json.JSONDecoder().decode
 _VERIFIED_CACHE_SIZE = 1024
 
 
 def _parse_payload(text: str) -> tuple[ByokContext, float, float, str | None]:
     """A verified payload's context (keyring aside), issue time, scheduled delay and sealed-keys reference."""
     try:
-        fields = json.loads(_b64decode(text))
+        # str, not bytes: json.loads would first guess the bytes' encoding, on every header.
+        fields = _json_object(_b64decode(text).decode("utf-8"))
     except (binascii.Error, ValueError):
         # json's UnicodeDecodeError and JSONDecodeError are both ValueErrors.
         raise HeaderError("header payload is not base64-encoded JSON") from None

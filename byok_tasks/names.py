@@ -64,8 +64,19 @@ def well_formed_providers(providers: object) -> frozenset[str]:
     if isinstance(providers, (str, bytes)):
         raise TypeError("providers must be a collection of provider names, not a single string")
     result = providers if isinstance(providers, frozenset) else frozenset(providers)  # type: ignore[call-overload]
+    if result in _checked:
+        return result
     if len(result) > MAX_PROVIDERS:
         raise ValueError(f"at most {MAX_PROVIDERS} providers")
     for name in result:
         well_formed_provider(name)
+    if len(_checked) >= _CHECKED_SIZE:
+        _checked.clear()
+    _checked.add(result)
     return result
+
+
+# The provider sets already checked: a worker sees the same few on every task. Bounded by
+# starting afresh when full; a set is only added once every name in it passed.
+_checked: set[frozenset[str]] = set()
+_CHECKED_SIZE = 256
