@@ -23,7 +23,7 @@ import openai
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import AsyncIO, Middleware
 
 import byok_tasks.dramatiq
 from byok_tasks import current_context, current_key, llm_call
@@ -109,6 +109,10 @@ def declare(broker: dramatiq.Broker, queue: str, store: redis.Redis) -> dict[str
     def whoami(marker: str) -> None:
         record(marker, "seen", seen())
 
+    @actor(max_retries=0)
+    async def whoami_async(marker: str) -> None:
+        record(marker, "seen", seen())
+
     @actor(byok_required=True, max_retries=3, **BACKOFF_MS)
     def whoami_required(marker: str) -> None:
         record(marker, "seen", seen())
@@ -182,6 +186,7 @@ def _worker_app() -> dramatiq.Broker:
         if os.environ.get("BYOK_TEST_RESOLVER")
         else None,
     )
+    broker.add_middleware(AsyncIO())  # the event-loop thread of async actors
     # Outside ByokMiddleware: it sees the thread before the context is restored and after it is reset.
     broker.add_middleware(Observer(store, queue), before=type(broker.middleware[0]))
     if os.environ.get("SENTRY_DSN"):

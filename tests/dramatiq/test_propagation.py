@@ -42,6 +42,17 @@ def test_send_carries_the_context(worker: DramatiqWorker) -> None:
     assert seen(worker, mark) == ALICE
 
 
+def test_async_actor_runs_under_the_context(worker: DramatiqWorker) -> None:
+    with as_alice():
+        worker.actors["whoami_async"].send(mark := marker())
+    assert seen(worker, mark) == ALICE
+
+
+def test_async_actor_sent_without_context_runs_without_one(worker: DramatiqWorker) -> None:
+    worker.actors["whoami_async"].send(mark := marker())
+    assert seen(worker, mark) is None
+
+
 def test_message_sent_without_context_runs_without_one(worker: DramatiqWorker) -> None:
     worker.actors["whoami"].send(mark := marker())
     assert seen(worker, mark) is None
