@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from byok_tasks import KeyHealth, byok_context, current_key, health, keys, report
+from byok_tasks import KeyHealth, byok_context, current_key, health, keys, running
 from byok_tasks.failure import LLMFailure
 from byok_tasks.keys import SealedKeyStore, generate_encryption_key
 
@@ -37,10 +37,10 @@ def per_call_us(run: object, rounds: int = 5) -> float:
 
 
 def resolver_task() -> None:
-    token = report.enter_task("bench")
+    token = running.enter_task("bench")
     with byok_context("bench-user", providers=["openai"]):
         current_key("openai")
-    report.exit_task(token)
+    running.exit_task(token)
 
 
 def main() -> int:
@@ -51,12 +51,12 @@ def main() -> int:
         ref = context.keyring.seal("bench-user", store)
 
     def sealed_task() -> None:
-        token = report.enter_task("bench")
+        token = running.enter_task("bench")
         ring = keys.Keyring(ref=ref)
         with byok_context("bench-user", providers=["openai"]) as base:
             object.__setattr__(base, "keyring", ring)
             current_key("openai")
-        report.exit_task(token)
+        running.exit_task(token)
 
     rows = {"resolver": [per_call_us(resolver_task)], "sealed": [per_call_us(sealed_task)]}
     health.configure(KeyHealth(REDIS_URL, secret="bench-secret-of-32-bytes-or-more!!", prefix=PREFIX, timeout=1.0))

@@ -23,31 +23,24 @@ from . import settings
 from .classification import classify
 from .failure import CallAnnotations, LLMFailure, Source, annotate
 from .providers import provider_name
-from .running import RunningTask, enter_task, exit_task, running_task
+from .running import running_task
 from .settings import EventSink
-from .storm import StormControl
 
 __all__ = [
-    "EventSink",
     "FailureObserver",
     "HeldBackObserver",
-    "RunningTask",
-    "StormControl",
     "add_failure_observer",
     "add_held_back_observer",
     "already_reported",
     "default_level",
     "describe_sink",
-    "enter_task",
     "event_held_back",
-    "exit_task",
     "failure_of",
     "flush_events",
     "mark_reported",
     "remove_failure_observer",
     "remove_held_back_observer",
     "report_llm_error",
-    "running_task",
     "set_event_sink",
 ]
 

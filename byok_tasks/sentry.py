@@ -12,7 +12,7 @@ failure's fate is not yet known, the event is held back:
   will handle it. Those events are dropped; the failure is reported where its fate is
   known: when it leaves the task or the request (Celery's, RQ's or the web framework's
   integration), or when the application calls :func:`byok_tasks.report_llm_error`.
-- Storm control holds back repeated BYOK failures (:class:`byok_tasks.report.StormControl`).
+- Storm control holds back repeated BYOK failures (:class:`byok_tasks.storm.StormControl`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from . import report
 from .failure import LLMFailure
 from .redaction import REDACTED, redact
 from .running import running_task
+from .storm import StormControl
 
 if TYPE_CHECKING:
     from sentry_sdk._types import Event, Hint, LogLevelStr
@@ -104,7 +105,7 @@ class ByokIntegration(Integration):
         self.level = level
         self.call_events = call_events
         self.fingerprint = fingerprint
-        self.storm = report.StormControl(storm_budget, storm_window, platform=storm_platform)
+        self.storm = StormControl(storm_budget, storm_window, platform=storm_platform)
 
     @staticmethod
     def setup_once() -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from byok_tasks import LLMFailure
-from byok_tasks.report import StormControl
+from byok_tasks.storm import StormControl
 
 BEN = LLMFailure(
     source="byok",
