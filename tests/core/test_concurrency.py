@@ -19,7 +19,7 @@ from byok_tasks import (
     submit_with_context,
 )
 from byok_tasks.keys import generate_encryption_key
-from byok_tasks.report import enter_task, exit_task
+from byok_tasks.running import enter_task, exit_task
 from byok_tasks.testing.pytest_plugin import FailureRecords
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from tests.support.celery_worker import Worker
