@@ -16,7 +16,7 @@ import pytest
 from tests.support.processes import ROOT
 
 EVERY_FRAMEWORK = [
-    *("celery", "kombu", "rq", "redis", "sentry_sdk", "langchain_core", "cryptography"),
+    *("celery", "kombu", "rq", "dramatiq", "redis", "sentry_sdk", "langchain_core", "cryptography"),
     *("starlette", "flask", "openai", "anthropic"),
 ]
 
@@ -52,6 +52,7 @@ def last_line(done: subprocess.CompletedProcess[str]) -> str:
     [
         ("byok_tasks.celery", "Celery", "celery", "celery"),
         ("byok_tasks.rq", "RQ", "rq", "rq"),
+        ("byok_tasks.dramatiq", "Dramatiq", "dramatiq", "dramatiq"),
         ("byok_tasks.sentry", "sentry-sdk", "sentry", "sentry_sdk"),
         ("byok_tasks.langchain", "LangChain", "langchain", "langchain_core"),
     ],

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 FRAMEWORKS = {
-    "celery", "kombu", "rq", "redis", "sentry_sdk", "langchain_core", "cryptography", "openai", "anthropic",
+    "celery", "kombu", "rq", "dramatiq", "redis", "sentry_sdk", "langchain_core", "cryptography", "openai", "anthropic",
     "httpx", "httpx2", "requests", "aiohttp", "botocore", "starlette", "flask", "fakeredis", "rich",
     "opentelemetry", "prometheus_client",
 }  # fmt: skip
@@ -30,6 +30,7 @@ def test_the_core_imports_no_framework() -> None:
     [
         ("byok_tasks.celery", "from celery import Celery, Task, signals"),
         ("byok_tasks.rq", "import rq.job, rq.queue, rq.worker"),
+        ("byok_tasks.dramatiq", "import dramatiq, dramatiq.middleware"),
         ("byok_tasks.sentry", "import sentry_sdk.integrations.dedupe, sentry_sdk.integrations.logging"),
         ("byok_tasks.otel", "import opentelemetry.trace"),
         ("byok_tasks.prometheus", "import prometheus_client"),
