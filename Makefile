@@ -61,7 +61,7 @@ $(REDIS5_VENV)/.installed: pyproject.toml
 
 test-redis5: $(REDIS5_VENV)/.installed
 	$(REDIS5_VENV)/bin/python -c 'import kombu, redis; print("redis-py", redis.__version__, "kombu", kombu.__version__)'
-	$(REDIS5_VENV)/bin/pytest -n 2 --dist loadfile tests/keys/test_store_failures.py tests/faults
+	$(REDIS5_VENV)/bin/pytest -n 2 --dist loadfile tests/keys/test_store_failures.py tests/health/test_store_bound.py tests/faults
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py

@@ -12,11 +12,14 @@ Configuration (environment):
     METRICS_PORT              serve byok-tasks' Prometheus counters on 127.0.0.1:METRICS_PORT
     OPENAI_API_KEY, ANTHROPIC_API_KEY        the platform's keys
     OPENAI_BASE_URL, ANTHROPIC_BASE_URL      another endpoint (the demo's sandbox)
-    BYOK_TASKS_SECRET, BYOK_TASKS_ENCRYPTION_KEY   see the README's configuration table
+    BYOK_TASKS_SECRET, BYOK_TASKS_ENCRYPTION_KEY   see the README's configuration table;
+                              with either, key health runs on the Redis (the user told once
+                              through tell_user, a dead key not called again)
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -25,7 +28,7 @@ import openai
 from celery import Celery, signals
 
 import byok_tasks.celery
-from byok_tasks import classify, current_key, llm_call
+from byok_tasks import KeyHealth, KeyNotice, classify, current_key, llm_call
 from byok_tasks.header import SECRET_ENV
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, SealedKeyStore
 
@@ -63,13 +66,38 @@ if os.environ.get("METRICS_PORT"):
         byok_tasks.prometheus.start_http_server(int(os.environ["METRICS_PORT"]), "127.0.0.1")
 
 
+logger = logging.getLogger("worker")
+REDIS_URL = os.environ.get("REDIS_URL", BROKER_URL)
+
+
+def tell_user(notice: KeyNotice) -> None:
+    """Key health's hook: called once per user, provider and reason (a day) across the fleet."""
+    # A real app sends a push notification or an email here; the demo prints the call.
+    logger.warning(
+        "tell_user(uid=%r, provider=%r, reason=%r, failures=%d)",
+        notice.uid,
+        notice.provider,
+        notice.reason,
+        notice.failures,
+    )
+
+
+# Key health needs a Redis and a secret to fingerprint keys with (never the key itself).
+# The embedded server answers slower than a real Redis: its bound is raised from 50 ms.
+KEY_HEALTH = (
+    KeyHealth(REDIS_URL, notify=tell_user, timeout=0.5)
+    if REDIS_URL.startswith("redis") and (os.environ.get(SECRET_ENV) or os.environ.get(ENCRYPTION_KEY_ENV))
+    else None
+)
+
 byok_tasks.celery.install(
     app,
     # With a secret (BYOK_TASKS_SECRET), an unsigned header is not trusted: anyone who can
     # write to the broker could otherwise name any user.
     require_signature=bool(os.environ.get(SECRET_ENV)),
     # Keys that arrive with a web request travel to the worker sealed in Redis, never in the message.
-    key_store=SealedKeyStore(os.environ.get("REDIS_URL", BROKER_URL)) if os.environ.get(ENCRYPTION_KEY_ENV) else None,
+    key_store=SealedKeyStore(REDIS_URL) if os.environ.get(ENCRYPTION_KEY_ENV) else None,
+    key_health=KEY_HEALTH,
 )
 
 SUMMARY_MODEL = "gpt-4o-mini"

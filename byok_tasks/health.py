@@ -188,9 +188,13 @@ class KeyHealth:
             ("cache_ttl", cache_ttl, 0.0, 3600.0),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise KeyHealthError(f"{name} must be a number of seconds from {low:g} to {high:g}, not {value!r}")
+                # A number is quoted; anything else only by its type: a string here may be a key.
+                given = repr(value) if isinstance(value, (int, float)) else f"a {type(value).__name__}"
+                raise KeyHealthError(f"{name} must be a number of seconds, {_span(low)} to {_span(high)}, not {given}")
         if not isinstance(prefix, str) or not prefix:
             raise KeyHealthError("prefix must be a non-empty string")
+        if not isinstance(notify_queue, str) or not notify_queue:
+            raise KeyHealthError("notify_queue must be the name of an RQ queue")
         overridden = {"socket_timeout", "socket_connect_timeout", "retry_on_timeout", "retry_on_error"} & set(
             parse_qs(urlsplit(redis_url).query)
         )
@@ -230,6 +234,11 @@ class KeyHealth:
         return f"{self.prefix}p:{uid}\0{provider}\0{fp}"
 
 
+def _span(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{days:g} day{'s' * (days != 1)}" if days >= 1 else f"{seconds:g} s"
+
+
 def _secret(secret: str | bytes | None) -> bytes:
     if secret is None:
         secret = os.environ.get("BYOK_TASKS_SECRET") or os.environ.get(ENCRYPTION_KEY_ENV) or None
@@ -256,9 +265,13 @@ class _Store:
             from redis.retry import Retry
         except ImportError as exc:
             raise ImportError(f'key health needs redis: pip install "byok-tasks[keys]" ({exc})') from exc
-        self.client: Any = redis.Redis.from_url(
-            redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
-        )
+        try:
+            self.client: Any = redis.Redis.from_url(
+                redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            )
+        except ValueError:
+            # Not quoted: the URL may hold the store's password.
+            raise KeyHealthError("redis_url must be a redis://, rediss:// or unix:// URL") from None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.location = redis_location(self.client.connection_pool.connection_kwargs)
         self.retry_interval = retry_interval

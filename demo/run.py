@@ -4,7 +4,9 @@ A broker (embedded, unless BROKER_URL names one), a real Celery worker running
 ``worker.py``, a provider sandbox on loopback that answers like OpenAI and Anthropic, and
 a Sentry-protocol collector on loopback (unless SENTRY_DSN names a real Sentry). A
 web-like publisher enqueues a batch for users with and without their own keys; the demo
-ends with the view on-call needs: failures by whose key, provider and reason.
+ends with the view on-call needs (failures by whose key, provider and reason) and with key
+health: each user's key_status, the user hook's calls (once per revoked key), and the
+provider calls the breaker did not make.
 """
 
 from __future__ import annotations
@@ -34,15 +36,18 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from byok_tasks import KeyHealth, KeyStatus, key_status
+from byok_tasks.health import TRACKED
 from byok_tasks.keys import ENCRYPTION_KEY_ENV, generate_encryption_key
 from byok_tasks.testing import embedded_redis
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
 from byok_tasks.triage import Group, TriageView, render, triage
-from demo.publisher import publish_batch, publisher_app, users
+from demo.publisher import User, publish_batch, publisher_app, users
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS_FILE = Path("demo-events.json")
+_TOLD = re.compile(r"tell_user\(uid='[^']*', provider='[^']*', reason='[^']*', failures=\d+\)")
 _FIELD = re.compile(r"(\w+)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|None|-?\d+)")
 
 
@@ -115,6 +120,7 @@ def _run(console: Console, stack: ExitStack) -> None:
         render(_view_from_log(failures), failures=failures, console=console)
         console.print("[dim]The events went to your Sentry project (SENTRY_DSN).[/]")
     _show_counters(console, env.get("METRICS_PORT"))
+    _show_key_health(console, env["BROKER_URL"], batch, log_path, failures)
     _check_keys(console, env["BROKER_URL"], [key for user in batch for key in user.keys.values()])
     _next_steps(console, collector is not None)
 
@@ -273,6 +279,59 @@ def _failures_in_log(log_path: Path) -> dict[tuple[str, str, str], int]:
         fields = {name: ast.literal_eval(value) for name, value in _FIELD.findall(line.split("llm failure ", 1)[1])}
         counts[(fields.get("source", "?"), fields.get("provider", "?"), fields.get("reason", "?"))] += 1
     return dict(counts)
+
+
+def _show_key_health(
+    console: Console,
+    redis_url: str,
+    batch: list[User],
+    log_path: Path,
+    failures: dict[tuple[str, str, str], int],
+) -> None:
+    """What key health made of the batch: each user's key_status, the hook's calls, the calls not made."""
+    health = KeyHealth(redis_url, timeout=2.0)  # the web side: the worker's store and secret
+    # A failure is recorded just after its task's result is stored, and the hook is called
+    # off the task's path after that: waited for, up to a few seconds.
+    expected = sum(count for (source, _, reason), count in failures.items() if source == "byok" and reason in TRACKED)
+    deadline = time.monotonic() + 10
+    while True:
+        statuses = {user.uid: key_status(user.uid, health=health) for user in batch}
+        recorded = sum(status.failures for found in statuses.values() for status in found.values())
+        told = _TOLD.findall(log_path.read_text(errors="replace"))
+        everyone_told = all(any(f"uid={uid!r}" in call for call in told) for uid, found in statuses.items() if found)
+        if (recorded >= expected and everyone_told) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+
+    table = Table(title="Key health, as key_status() answers the web side", title_justify="left")
+    for column in ("user", "provider", "status", "failures", "breaker", "provider calls not made"):
+        table.add_column(column)
+    for user in batch:
+        found = statuses[user.uid]
+        if not found:
+            table.add_row(user.uid, "-", "[green]nothing recorded[/]", "0", "closed", "0")
+        for provider, status in found.items():
+            colour = "green" if status.status == "ok" else "red"
+            table.add_row(
+                user.uid, provider, f"[{colour}]{status.status}[/]", str(status.failures), status.breaker,
+                str(status.refused),
+            )  # fmt: skip
+    console.print(table)
+    console.print("The user hook, called once per user, provider and reason across the fleet:")
+    for call in told:
+        console.print(f"  [bold]{call}[/]")
+    saved = [(uid, status) for uid, found in statuses.items() for status in found.values() if status.refused]
+    console.print(
+        f"The breaker saved {sum(status.refused for _, status in saved)} provider calls"
+        + (": " if saved else ".")
+        + ", ".join(_saved(uid, status) for uid, status in saved)
+        + "\n"
+    )
+
+
+def _saved(uid: str, status: KeyStatus) -> str:
+    called = status.failures - status.refused
+    return f"{uid}'s {status.provider} key was called {called} times for {status.failures} tasks"
 
 
 def _view_from_log(failures: dict[tuple[str, str, str], int]) -> TriageView:

@@ -86,11 +86,6 @@ def test_a_worker_killed_mid_delivery_delivers_after_the_claim_expires(
         space.cleanup()
 
 
-@pytest.mark.xfail(
-    reason="KNOWN GAP (issue 16, open): right after the store is killed or frozen, a task has been seen to take "
-    "~1 s in current_key() and ~3 s on its failure path, against a 50 ms target; cause not yet found",
-    strict=False,
-)
 @pytest.mark.parametrize("fault", ["killed", "frozen"])
 def test_tasks_finish_within_the_bound_when_the_store_stops_mid_run(
     redis_url: str,
@@ -100,6 +95,10 @@ def test_tasks_finish_within_the_bound_when_the_store_stops_mid_run(
     tmp_path: Path,
     fault: str,
 ) -> None:
+    # Right after the store stops, every process falls back to its own storm budget and so
+    # sends its first Sentry event; sentry-sdk's list of installed modules, made on a
+    # process's first event, once cost each forked child ~1 s there (ByokIntegration now
+    # makes it at sentry_sdk.init, in the parent). The bound asserted covers both.
     space = HealthSpace(redis_url, provider_sandbox, {"threshold": 3})  # the default bound: 50 ms
     with RedisServer(tmp_path) as store:
         env = {"BYOK_TEST_HEALTH_URL": store.url, "SENTRY_DSN": sentry_collector.dsn}

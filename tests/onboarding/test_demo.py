@@ -58,15 +58,47 @@ def test_demo_tells_the_whole_story_and_stops_everything(tmp_path: Path) -> None
     for line in (
         "llm.source:platform",
         "anthropic quota: 59 failures, 59 events",
-        "openai invalid_key: 30 failures, 1 event, 1 user",
         "llm.source:byok llm.provider:openai llm.reason:invalid_key",
         "held back, each still in the structured log",
         "API keys: found 0",
         "refused for lack of a BYOK context",
     ):
         assert line in output, output
+    # Ben's revoked key: called until the breaker opened, then refused without a call.
+    called = int(found(r"openai invalid_key: (\d+) failures, 1 event, 1 user", output))
+    refused = int(found(r"openai key_unavailable: (\d+) failures, 1 event, 1 user", output))
+    assert called >= 3 and called + refused == 30, output
     assert gone(worker_pid(output))
     assert (tmp_path / "demo-events.json").exists()
+    assert_key_health_shown(output, called)
+
+
+def found(pattern: str, output: str) -> str:
+    match = re.search(pattern, output)
+    assert match is not None, f"{pattern!r} not in:\n{output}"
+    return match[1]
+
+
+def assert_key_health_shown(output: str, ben_called: int) -> None:
+    """The demo's key-health part: each user's key_status, the hook's calls, the calls not made."""
+    # Each revoked or empty key's user told once, under the key's own reason; nobody else.
+    told = re.findall(r"tell_user\(uid='(\w+)', provider='(\w+)', reason='(\w+)', failures=\d+\)", output)
+    assert sorted(told) == [("ben", "openai", "invalid_key"), ("chloe", "anthropic", "quota")], output
+    # key_status of every demo user, a row each: the dead keys' breakers open, the others unrecorded.
+    rows = {
+        cells[0]: cells[1:]
+        for line in output.splitlines()
+        if len(cells := [cell.strip() for cell in line.strip("│ ").split("│")]) == 6
+    }
+    assert rows["ben"] == ["openai", "invalid_key", "30", "open", str(30 - ben_called)], output
+    assert rows["chloe"][:2] == ["anthropic", "quota"] and rows["chloe"][3] == "open", output
+    for uid in ("ana", "dev", "emma", "farid"):
+        assert rows[uid] == ["-", "nothing recorded", "0", "closed", "0"], output
+    chloe_refused = int(rows["chloe"][4])
+    saved = re.search(r"The breaker saved (\d+) provider calls: (.*)", output)
+    assert saved is not None, output
+    assert int(saved[1]) == 30 - ben_called + chloe_refused > 0
+    assert f"ben's openai key was called {ben_called} times for 30 tasks" in saved[2]
 
 
 @pytest.mark.timeout(120)
