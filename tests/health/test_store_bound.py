@@ -20,7 +20,8 @@ import pytest
 
 from byok_tasks import ByokKeyRejected, KeyHealth, byok_context, current_key, llm_call, report_llm_error
 from byok_tasks import health as byok_health
-from byok_tasks.report import StormControl, failure_of
+from byok_tasks.report import failure_of
+from byok_tasks.storm import StormControl
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from tests.support.redis_server import RedisServer, own_redis_fixture  # noqa: F401
 
