@@ -60,11 +60,23 @@ SUITES = (
     # its LLM tests must not reach the network (tiktoken's encodings then fail at once).
     # The LLM folders' bare runs are only of the tests that fail with byok-tasks active.
     *(
-        Suite(f"sentry-{name}", "sentry-sdk==2.75.0", "sentry_sdk-2.75.0", (f"tests/integrations/{name}",),
-              frameworks, own_network=True, full_baseline=name in ("celery", "rq"))
-        for name, frameworks in (("celery", "celery,sentry"), ("rq", "rq,sentry"),
-                                 ("openai", "sentry"), ("anthropic", "sentry"), ("langchain", "sentry"))
-    ),  # fmt: skip
+        Suite(
+            f"sentry-{name}",
+            "sentry-sdk==2.75.0",
+            "sentry_sdk-2.75.0",
+            (f"tests/integrations/{name}",),
+            frameworks,
+            own_network=True,
+            full_baseline=name in ("celery", "rq"),
+        )
+        for name, frameworks in (
+            ("celery", "celery,sentry"),
+            ("rq", "rq,sentry"),
+            ("openai", "sentry"),
+            ("anthropic", "sentry"),
+            ("langchain", "sentry"),
+        )
+    ),
 )
 
 
