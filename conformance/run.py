@@ -6,7 +6,8 @@ installed, and with every test inside a BYOK context (see ``byok_active.py``). A
 that passes bare and fails only with byok-tasks fails the run, unless it is one of the
 differences listed, with its reason, in ``expected-differences.txt``. Such a test is run
 once more, bare and active, before it counts, so that a suite's own flaky test cannot
-fail ours.
+fail ours. A suite without ``full_baseline`` (sentry-python's LLM folders, the longest)
+runs bare only the tests that failed active.
 
 RQ's tests flush Redis databases on localhost:6379: they run in a network namespace of
 their own (``unshare --net``) beside a Redis server started there, and never see the
