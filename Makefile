@@ -39,9 +39,10 @@ $(CONFORMANCE_VENV)/.installed: pyproject.toml conformance/requirements.txt
 	$(CONFORMANCE_VENV)/bin/python -m pip install --quiet -e '.[celery,rq,sentry,keys,langchain]' -r conformance/requirements.txt
 	touch $@
 
-# CI runs Celery's and RQ's suites; sentry-python's (`make conformance SUITES=sentry`) has
-# not yet finished a run with all three modes at once within the time CI allows.
-SUITES ?= celery rq
+# Every suite, every test of it: Celery's, RQ's, and sentry-python's Celery, RQ, OpenAI,
+# Anthropic and LangChain tests, a suite per folder (the LLM ones run bare only the tests
+# that fail with byok-tasks active). One alone: `make conformance SUITES=sentry-openai`.
+SUITES ?= celery rq sentry-celery sentry-rq sentry-openai sentry-anthropic sentry-langchain
 conformance: $(CONFORMANCE_VENV)/.installed
 	$(CONFORMANCE_VENV)/bin/python conformance/run.py $(SUITES)
 

@@ -4,7 +4,7 @@ Loaded with ``-p byok_active`` (``conformance/`` on ``PYTHONPATH``) by ``conform
 ``BYOK_CONFORMANCE`` says how far:
 
 - ``installed``: ``byok_tasks.celery.install()`` on every Celery app the suite makes,
-  ``byok_tasks.rq.install()``, and ``ByokIntegration`` added to every ``sentry_sdk.init``;
+  ``byok_tasks.rq.install()``, and ``ByokIntegration`` added to every Sentry client;
 - ``context``: the same, and every test runs inside a BYOK context, so that headers and
   job meta are really written and read back.
 
@@ -46,24 +46,24 @@ def _activate_rq() -> None:
 
 
 def _activate_sentry() -> None:
-    import sentry_sdk
+    from sentry_sdk.client import _Client
 
     from byok_tasks.sentry import ByokIntegration
 
-    def with_byok(init: Any) -> Any:
-        @functools.wraps(init)
-        def init_with_byok(*args: Any, **kwargs: Any) -> Any:
-            integrations = list(kwargs.get("integrations") or [])
-            if not any(isinstance(i, ByokIntegration) for i in integrations):
-                integrations.append(ByokIntegration())
-            kwargs["integrations"] = integrations
-            return init(*args, **kwargs)
+    init = _Client.__init__
 
-        return init_with_byok
+    # Every client, not only sentry_sdk.init's: sentry-sdk's own tests set theirs up
+    # through their conftest's sentry_init fixture, which builds sentry_sdk.Client(...)
+    # directly (sentry_sdk.init does too).
+    @functools.wraps(init)
+    def init_with_byok(self: _Client, *args: Any, **kwargs: Any) -> None:
+        integrations = list(kwargs.get("integrations") or [])
+        if not any(isinstance(i, ByokIntegration) for i in integrations):
+            integrations.append(ByokIntegration())
+        kwargs["integrations"] = integrations
+        init(self, *args, **kwargs)
 
-    sentry_sdk.init = with_byok(sentry_sdk.init)
-    # sentry-sdk's own tests set up clients through their conftest's helper, which calls
-    # sentry_sdk.init as imported there: patching the module attribute covers it too.
+    _Client.__init__ = init_with_byok  # type: ignore[method-assign]
 
 
 _ACTIVATORS = {"celery": _activate_celery, "rq": _activate_rq, "sentry": _activate_sentry}
