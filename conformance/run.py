@@ -5,9 +5,10 @@ project tests against. It runs three times: bare (the baseline), with byok-tasks
 installed, and with every test inside a BYOK context (see ``byok_active.py``). A test
 that passes bare and fails only with byok-tasks fails the run, unless it is one of the
 differences listed, with its reason, in ``expected-differences.txt``. Such a test is run
-once more, bare and active, before it counts, so that a suite's own flaky test cannot
-fail ours. A suite without ``full_baseline`` (sentry-python's LLM folders, the longest)
-runs bare only the tests that failed active.
+again, bare once and active up to three times, before it counts: it must fail each time
+active and pass bare, so that a suite's own flaky test cannot fail ours. A suite without
+``full_baseline`` (sentry-python's LLM folders, the longest) runs bare only the tests
+that failed active.
 
 RQ's tests flush Redis databases on localhost:6379: they run in a network namespace of
 their own (``unshare --net``) beside a Redis server started there, and never see the
@@ -111,7 +112,7 @@ def compile_sources(source: Path) -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
-def start(suite: Suite, source: Path, mode: str, report: Path, only: list[str] | None = None) -> Run:
+def start(suite: Suite, source: Path, mode: str, report: Path, only: list[str] | None = None, reruns: int = 0) -> Run:
     env = {**os.environ, "BYOK_CONFORMANCE": mode, "BYOK_CONFORMANCE_FRAMEWORKS": suite.frameworks}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     # The suite's own configuration, less its coverage and reporting options.
@@ -120,6 +121,8 @@ def start(suite: Suite, source: Path, mode: str, report: Path, only: list[str] |
                "-W", "ignore::DeprecationWarning", "-p", "forked_compat"]  # fmt: skip
     if mode != "bare":
         command += ["-p", "byok_active"]
+    if reruns:
+        command += ["--reruns", str(reruns)]  # pytest-rerunfailures: passed if any try passes
     command += only if only is not None else list(suite.paths)
     if suite.own_network:
         command = ["unshare", "--net", sys.executable, str(HERE / "own_redis.py"), *command]
@@ -246,7 +249,9 @@ def check(suite: Suite, runs: dict[str, Run], expected: list[tuple[str, str, str
         flaky: set[str] = set()
         ids = node_ids(runs[mode].report, suspects, source)
         if ids:  # what cannot be run again by its id (a collection error) stays a failure
-            again = start(suite, source, mode, reports / f"{suite.name}-{mode}-again.xml", ids)
+            # A timing test of the suite's own that fails now and then, bare too (RQ's
+            # test_reap_workers does on a loaded machine), must fail three times running.
+            again = start(suite, source, mode, reports / f"{suite.name}-{mode}-again.xml", ids, reruns=2)
             again_bare = start(suite, source, "bare", reports / f"{suite.name}-{mode}-bare-again.xml", ids)
             rerun, rerun_bare = again.outcomes(), again_bare.outcomes()
             # Not reproduced: it passed when run again with byok-tasks, or failed bare too.
@@ -256,7 +261,7 @@ def check(suite: Suite, runs: dict[str, Run], expected: list[tuple[str, str, str
             f"  {suite.name} {mode}: {len(active)} tests, {len(baseline_failures)} failing bare"
             f"{'' if suite.full_baseline else f' (of the {len(bare)} failing active, run bare)'}, "
             f"{len(only_active)} failing only with byok-tasks ({len(listed)} listed as expected, "
-            f"{len(flaky)} not reproduced on a second run), {len(missing)} missing",
+            f"{len(flaky)} not reproduced when run again), {len(missing)} missing",
             flush=True,
         )
         for test in failures:
