@@ -5,20 +5,22 @@ lazily built parts (``app.conf``, ``app.amqp``, the task registry), so it may be
 anywhere: before or after ``config_from_object``, before or after the tasks are defined.
 What it hooks, each through the narrowest seam Celery offers:
 
-- Public signals do most of the work. ``before_task_publish`` writes the header; it runs
-  wherever a task is sent, inside a running task too, so retries, chain steps, chord
-  callbacks and tasks sent from tasks inherit the context the worker restored for their
-  parent. ``task_prerun`` restores the context (and the task's name, for reports);
-  ``task_postrun`` resets both with their tokens. ``task_failure`` reports a task's final
-  LLM failure. ``worker_ready`` logs the worker's settings once.
-- ``app.send_task`` (this app only), through which every publish of the app goes: sealing
-  keys can refuse a task, and Celery logs and swallows what signal handlers raise.
-- Celery's tracer builder, where Celery decides which callable runs a task: a
-  ``byok_required`` task's ``run`` is wrapped there so that it refuses to run without a
-  context, and an ``llm_retry`` task's so that it retries what its policy says. No
-  signal can refuse or retry a task, and a task made any way at all (decorator, class,
-  late registration, eager ``apply``) gets its tracer built there before it runs; the
-  worker's consumer, which imports the builder by name, is patched at ``worker_init``.
+- Public signals where they suffice. ``task_failure`` reports a task's final LLM
+  failure; ``worker_ready`` logs the worker's settings once.
+- ``app.send_task`` (this app only), through which every publish of the app goes: it
+  writes the header, and seals the keys, which can refuse a task (Celery logs and
+  swallows what signal handlers raise). ``before_task_publish`` writes the header of a
+  task sent through an app that ``install()`` was not called on, and warns.
+- Celery's tracer builder, which builds the function a worker runs each task in. The
+  context is restored around that function, from the request it is given, and reset when
+  it returns: before Celery's own ``task_prerun`` and after its ``task_postrun`` and
+  ``task_failure``, so every handler of the task sees the context, and without the two
+  signal dispatches per task that handlers of ``task_prerun`` and ``task_postrun`` would
+  cost. There too, a ``byok_required`` task's ``run`` is wrapped so that it refuses to run
+  without a context, and an ``llm_retry`` task's so that it retries what its policy says:
+  no signal can refuse or retry a task. A task made any way at all (decorator, class, late
+  registration, eager ``apply``) gets its tracer built there before it runs; the worker's
+  consumer, which imports the builder by name, is patched at ``worker_init``.
 
 Each patch carries the marker attribute ``_byok_patched`` so that it is applied once.
 """
@@ -29,7 +31,6 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 from ._extras import needs_extra
@@ -49,14 +50,9 @@ __all__ = ["install", "llm_retry"]
 
 logger = logging.getLogger(__name__)
 
-# Where the worker keeps per-task state on the request: the tokens that undo our
-# ContextVar changes, and why a header was refused (for the byok_required error).
-_TOKENS = "_byok_tokens"
+# Why a task's header was refused, kept on its request for the byok_required error.
 _PROBLEM = "_byok_problem"
 _MARKER = "_byok_patched"
-# Set while a publish goes through an app that install() was called on: the publish
-# signal is process-wide, and a context sent through another app deserves a warning.
-_through_installed_app: ContextVar[bool] = ContextVar("byok_through_installed_app", default=False)
 _warned_uninstalled: set[str] = set()
 
 
@@ -102,8 +98,6 @@ def install(
 def _connect_signals() -> None:
     # dispatch_uid makes connecting again a no-op.
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="byok_tasks.publish")
-    signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="byok_tasks.prerun")
-    signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="byok_tasks.postrun")
     signals.task_failure.connect(_on_failure, weak=False, dispatch_uid="byok_tasks.failure")
     signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="byok_tasks.worker_init")
     signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="byok_tasks.worker_ready")
@@ -125,17 +119,17 @@ def _patch_send_task(app: Celery) -> None:
 
     @functools.wraps(type(app).send_task)
     def send_task(name: str, *args: Any, **kwargs: Any) -> Any:
-        context = current_context()
-        if context is None:
-            return sender()(name, *args, **kwargs)
-        if context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
-            # Here, not in the publish signal: a refusal must reach the code that sent the task.
-            propagation.seal_keys(propagation.delay_until(kwargs.get("countdown"), kwargs.get("eta")))
-        token = _through_installed_app.set(True)
-        try:
-            return sender()(name, *args, **kwargs)
-        finally:
-            _through_installed_app.reset(token)
+        headers = kwargs.get("headers") or {}
+        if current_context() is None or HEADER in headers:
+            return sender()(name, *args, **kwargs)  # no context, or a header the caller chose (or a retry kept)
+        # send_task(name, args, kwargs, countdown, eta, ...)
+        countdown = args[2] if len(args) > 2 else kwargs.get("countdown")
+        eta = args[3] if len(args) > 3 else kwargs.get("eta")
+        delay = propagation.delay_until(countdown, eta)
+        # Here, not in the publish signal: a refusal must reach the code that sent the task.
+        propagation.seal_keys(delay)
+        kwargs["headers"] = {**headers, HEADER: propagation.header_to_send(delay)}
+        return sender()(name, *args, **kwargs)
 
     setattr(send_task, _MARKER, True)
     app.send_task = send_task
@@ -155,20 +149,45 @@ def _guarding(build_tracer: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(build_tracer)
     def build_guarded_tracer(name: str, task: Task, *args: Any, **kwargs: Any) -> Any:
         _guard(task)
-        return build_tracer(name, task, *args, **kwargs)
+        return _under_context(name, build_tracer(name, task, *args, **kwargs))
 
     setattr(build_guarded_tracer, _MARKER, True)
     return build_guarded_tracer
 
 
+def _under_context(name: str, trace_task: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(trace_task, _MARKER, False):
+        return trace_task  # built by a builder that wraps ours (another library's patch)
+
+    def trace_under_context(uuid: str, args: Any, kwargs: Any, request: dict[str, Any] | None = None) -> Any:
+        if request is not None and request.get("is_eager"):
+            # Nothing was published: the caller's context is simply still in force.
+            context = current_context()
+        else:
+            context, problem = propagation.restore(_find_header(request), lambda: f"task {name}[{uuid}]")
+            if problem is not None:
+                request = {**(request or {}), _PROBLEM: problem}
+        entered = propagation.enter(context, name)
+        try:
+            traced = trace_task(uuid, args, kwargs, request)
+            if traced.info is None:  # Celery's trace_ok_t: no failure, retry, ignore or reject
+                propagation.succeeded()
+            return traced
+        finally:
+            propagation.leave(entered)
+
+    setattr(trace_under_context, _MARKER, True)
+    return trace_under_context
+
+
 def _on_publish(headers: dict[str, Any] | None = None, sender: str | None = None, **_: Any) -> None:
     if headers is None or HEADER in headers:
-        return  # a header passed explicitly (or kept by a retry) is the caller's choice
+        return  # written by an installed app's send_task, passed explicitly, or kept by a retry
     header = propagation.header_to_send(propagation.delay_until(None, headers.get("eta")))
     if header is None:
         return
-    if not _through_installed_app.get():
-        _warn_uninstalled_app(str(sender))
+    # A context, and no header yet: the task went through an app that install() was not called on.
+    _warn_uninstalled_app(str(sender))
     headers[HEADER] = header
 
 
@@ -186,25 +205,6 @@ def _warn_uninstalled_app(task_name: str) -> None:
     )
 
 
-def _on_prerun(task: Task, task_id: str, **_: Any) -> None:
-    request = task.request
-    # In eager mode nothing was published: the caller's context is simply still in force.
-    context = current_context()
-    if not request.is_eager:
-        context, problem = propagation.restore(_find_header(request), lambda: f"task {task.name}[{task_id}]")
-        if problem is not None:
-            setattr(request, _PROBLEM, problem)
-    setattr(request, _TOKENS, propagation.enter(context, task.name))
-
-
-def _on_postrun(task: Task, state: str | None = None, **_: Any) -> None:
-    entered = vars(task.request).pop(_TOKENS, None)
-    if state == "SUCCESS":
-        propagation.succeeded()
-    if entered is not None:
-        propagation.leave(entered)
-
-
 def _on_failure(sender: Task, exception: BaseException, **_: Any) -> None:
     # Celery sends task_failure only when no retry follows, with a picklable stand-in for
     # the exception: SDK exceptions, which hold HTTP responses, are not picklable. It sends
@@ -214,13 +214,16 @@ def _on_failure(sender: Task, exception: BaseException, **_: Any) -> None:
     propagation.task_failed(raised, "celery", expected=isinstance(raised, sender.throws))
 
 
-def _find_header(request: Any) -> object | None:
-    # Celery exposes custom headers as request attributes and in request.headers;
-    # sentry-sdk's Celery integration additionally nests them under headers["headers"].
+def _find_header(request: dict[str, Any] | None) -> object | None:
+    # Celery puts custom headers at the top of the request; sentry-sdk's Celery
+    # integration additionally nests them under headers["headers"].
+    if request is None:
+        return None
     value: object | None = request.get(HEADER)
-    if value is None and isinstance(request.headers, dict):
-        value = request.headers.get(HEADER)
-        nested = request.headers.get("headers")
+    headers = request.get("headers")
+    if value is None and isinstance(headers, dict):
+        value = headers.get(HEADER)
+        nested = headers.get("headers")
         if value is None and isinstance(nested, dict):
             value = nested.get(HEADER)
     return value

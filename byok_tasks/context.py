@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
@@ -84,24 +83,29 @@ def detach(token: Token[ByokContext | None]) -> None:
         _current.set(None)
 
 
-@contextmanager
-def byok_context(
-    uid: str, providers: Iterable[str] = (), *, keys: Mapping[str, str] | None = None
-) -> Iterator[ByokContext]:
+class byok_context:  # lower case: it reads, and is used, as the function it was
     """Run the enclosed code, and every task it enqueues, for ``uid`` using their own key for ``providers``.
 
     ``keys`` maps providers to the user's keys when they arrive with the request; those
     providers are BYOK too. The keys stay in this process, or travel sealed
     (:class:`byok_tasks.keys.SealedKeyStore`); never in a task's arguments or headers.
+    ``with`` gives the :class:`ByokContext`. Like any context manager made of a function,
+    enter each one once. (A class, not a generator: it is entered once per web request.)
     """
-    if isinstance(providers, (str, bytes)):
-        raise TypeError("providers must be a collection of provider names, not a single string")
-    keyring = Keyring(keys) if keys else None
-    # ByokContext validates the providers (those given, and those with a key) once, here.
-    context = ByokContext(uid, frozenset(providers).union(keys or ()), keyring)
-    warn_about_unknown(context.providers)
-    token = _current.set(context)
-    try:
-        yield context
-    finally:
-        _current.reset(token)
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, uid: str, providers: Iterable[str] = (), *, keys: Mapping[str, str] | None = None) -> None:
+        if isinstance(providers, (str, bytes)):
+            raise TypeError("providers must be a collection of provider names, not a single string")
+        keyring = Keyring(keys) if keys else None
+        # ByokContext validates the providers (those given, and those with a key) once, here.
+        self._context = ByokContext(uid, frozenset(providers).union(keys or ()), keyring)
+        warn_about_unknown(self._context.providers)
+
+    def __enter__(self) -> ByokContext:
+        self._token = _current.set(self._context)
+        return self._context
+
+    def __exit__(self, *_: object) -> None:
+        _current.reset(self._token)

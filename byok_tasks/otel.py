@@ -41,10 +41,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 
-from . import propagation, report
+from . import report
 from .context import current_context
 from .failure import LLMFailure
-from .running import running_task
 
 __all__ = ["PROVIDER_NAMES", "instrument", "provider_name", "uninstrument"]
 
@@ -168,7 +167,8 @@ def _request_host(exc: BaseException) -> str | None:
 # current in its task_prerun handler. Signal handlers run in the order they were
 # connected, and that instrumentation is usually set up in worker_process_init, after
 # this module: at our task_prerun its span may not be current yet. The signals of a
-# task's end (success, retry, failure) run while it is, whatever the order.
+# task's end (success, retry, failure) run while it is, whatever the order. The task's
+# context is in force at all of them: byok_tasks.celery restores it around the tracer.
 _CELERY_SIGNALS = ("task_prerun", "task_success", "task_retry", "task_failure")
 _DISPATCH_UID = "byok_tasks.otel"
 
@@ -192,26 +192,18 @@ def _disconnect_celery() -> None:
         getattr(signals, name).disconnect(dispatch_uid=f"{_DISPATCH_UID}.{name}")
 
 
-def _tag_task(signal: Any = None, task: Any = None, **_: Any) -> None:
-    _tag_current_span(signal, task, uid=False)
+def _tag_task(**_: Any) -> None:
+    _tag_current_span(uid=False)
 
 
-def _tag_task_with_uid(signal: Any = None, task: Any = None, **_: Any) -> None:
-    _tag_current_span(signal, task, uid=True)
+def _tag_task_with_uid(**_: Any) -> None:
+    _tag_current_span(uid=True)
 
 
-def _context_restored(signal: Any, task: Any) -> bool:
-    # At task_prerun, byok_tasks.celery's own handler may not have restored the task's
-    # context yet (it enters the task when it has): the end signals will tag.
-    if signal is None or getattr(signal, "name", None) != "task_prerun":
-        return True
-    return not propagation.installed() or running_task() is not None
-
-
-def _tag_current_span(signal: Any, task: Any, *, uid: bool) -> None:
+def _tag_current_span(*, uid: bool) -> None:
     try:
         span: Span = trace.get_current_span()
-        if not span.is_recording() or not _context_restored(signal, task):
+        if not span.is_recording():
             return
         span_id = span.get_span_context().span_id
         if _failure_span.get() == span_id:

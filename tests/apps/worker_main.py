@@ -1,6 +1,7 @@
 """Entry point of the test workers: `celery -A tests.apps.worker_main worker`."""
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -40,9 +41,29 @@ app = create_app(
 _store = redis.Redis.from_url(os.environ["RESULT_BACKEND"])
 
 
-@signals.task_postrun.connect(weak=False)
+@signals.worker_init.connect(weak=False)
 def count_leaks(**_: Any) -> None:
-    # Connected after byok_tasks' own postrun handler, so it sees what outlives a task
-    # in this thread or greenlet: the context must be gone by now.
-    if current_context() is not None:
-        _store.incr(f"byok-test:{QUEUE}:leaked")
+    # byok-tasks restores a task's context around the function Celery's tracer builder
+    # builds (and patches the builder at its own worker_init, connected before this one):
+    # wrapped outside it, this sees what outlives a task in its thread or greenlet.
+    import celery.app.trace
+    import celery.worker.consumer.consumer
+
+    for module in (celery.app.trace, celery.worker.consumer.consumer):
+        module.build_tracer = _counting_leaks(module.build_tracer)  # type: ignore[attr-defined]
+
+
+def _counting_leaks(build_tracer: Callable[..., Any]) -> Callable[..., Any]:
+    def build_counting_tracer(*args: Any, **kwargs: Any) -> Any:
+        trace_task = build_tracer(*args, **kwargs)
+
+        def trace_counting_leaks(*call: Any) -> Any:
+            try:
+                return trace_task(*call)
+            finally:
+                if current_context() is not None:
+                    _store.incr(f"byok-test:{QUEUE}:leaked")
+
+        return trace_counting_leaks
+
+    return build_counting_tracer

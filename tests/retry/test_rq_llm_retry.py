@@ -26,16 +26,7 @@ from tests.apps.llm_retry_jobs import (
     summarize_job,
     summarize_slow_backoff_job,
 )
-from tests.retry.provider import (  # noqa: F401
-    FAILURES,
-    NOT_RETRIED,
-    OK,
-    RATE_LIMITED,
-    RETRIED,
-    ScriptedProvider,
-    failure_records,
-    provider_fixture,
-)
+from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED, failure_records, provider_fixture  # noqa: F401
 from tests.support.ids import new_uid
 from tests.support.rq_worker import (  # noqa: F401
     RqWorker,
@@ -44,6 +35,7 @@ from tests.support.rq_worker import (  # noqa: F401
     result_of,
     rq_worker_factory_fixture,
 )
+from tests.support.scripted_provider import OK, RATE_LIMITED, ScriptedProvider
 from tests.support.sentry import events_where, tags
 from tests.support.timing import RETRY_TIMEOUT as TIMEOUT
 

@@ -1,4 +1,8 @@
-"""An OpenAI-compatible provider on loopback that answers from a script and notes when each call arrived."""
+"""An OpenAI-compatible provider on loopback that answers from a script and notes when each call arrived.
+
+The retry tests count calls and measure the waits between them where the calls land, at
+the provider, rather than trusting the worker's own account of what it did.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +72,14 @@ class ScriptedProvider:
         """Seconds between one call's arrival and the next."""
         with self._lock:
             return [later - earlier for earlier, later in zip(self.arrivals, self.arrivals[1:], strict=False)]
+
+    def calls_after_quiet(self, seconds: float) -> int:
+        """The number of calls once none has come for ``seconds``: a retry that would still come has come."""
+        while True:
+            before = self.calls
+            time.sleep(seconds)
+            if self.calls == before:
+                return before
 
 
 @pytest.fixture(scope="module", name="scripted_provider")
