@@ -199,6 +199,9 @@ def delay_until(countdown: object = None, eta: object = None) -> float:
 
 
 def start_up_line() -> str | None:
-    """The line a worker logs at start (what it accepts, where keys and events go); None before ``install()``."""
+    """The line a worker logs at start (what it accepts; where keys, events, key health go); None before install()."""
     codec = settings.current().codec
-    return settings_line(codec) if codec is not None else None
+    if codec is None:
+        return None
+    key_health = health.configured()
+    return f"{settings_line(codec)}; " + (f"key health on: {key_health!r}" if key_health else "key health off")

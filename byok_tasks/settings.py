@@ -140,5 +140,6 @@ def _key_sources(
 def _named(resolve: Resolver) -> object:
     # A module imported again (a reload, an import that failed half-way and was retried)
     # defines its resolver again: the same function by name, though another object.
+    # Not a lambda nor a nested function: each of those shares its name with others.
     name = (getattr(resolve, "__module__", None), getattr(resolve, "__qualname__", None))
-    return name if None not in name and "<locals>" not in str(name[1]) else resolve
+    return name if None not in name and "<" not in str(name[1]) else resolve

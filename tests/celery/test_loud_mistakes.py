@@ -57,6 +57,15 @@ def test_a_second_install_with_another_resolver_is_an_error(no_key_sources: None
         app_with(resolver=other_resolve)
 
 
+def test_a_second_install_with_another_module_level_lambda_is_an_error(no_key_sources: None) -> None:
+    # Every lambda of a module has the same name: a lambda is the same resolver only as itself.
+    tenant_keys = {"__name__": "tenant_keys"}
+    exec("first = lambda uid, provider: 'sk-first'\nsecond = lambda uid, provider: 'sk-second'\n", tenant_keys)
+    app_with(resolver=tenant_keys["first"])
+    with pytest.raises(ValueError, match="resolver with other settings"):
+        app_with(resolver=tenant_keys["second"])
+
+
 def test_a_second_install_with_another_cache_ttl_is_an_error(no_key_sources: None) -> None:
     app_with(resolver=resolve)
     with pytest.raises(ValueError, match="resolver with other settings"):
@@ -102,7 +111,7 @@ def test_a_worker_logs_its_settings_once_at_start_without_the_secret(worker_fact
     worker = worker_factory(redis_url, "solo")
     [line] = [line for line in worker.log().splitlines() if "byok-tasks: headers" in line]
     assert "headers signed (HMAC-SHA256), unsigned ones accepted" in line
-    assert "max age 604800 s" in line and "keys from" in line
+    assert "max age 604800 s" in line and "keys from" in line and line.endswith("key health off")
     assert SECRET not in worker.log()
 
 

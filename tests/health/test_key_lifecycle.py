@@ -77,6 +77,11 @@ def revoked(worker: Worker, space: HealthSpace, uid: str) -> str:
     return key
 
 
+def test_the_worker_says_at_start_where_key_health_is_kept(worker: Worker) -> None:
+    [line] = [line for line in worker.log().splitlines() if "byok-tasks: headers" in line]
+    assert "key health on: KeyHealth(" in line and "threshold=3 in 600 s" in line
+
+
 def test_the_breaker_refuses_a_dead_key_without_calling_the_provider(worker: Worker, space: HealthSpace) -> None:
     uid = f"rita-{uuid.uuid4().hex[:6]}"
     key = revoked(worker, space, uid)
