@@ -5,12 +5,14 @@ lazily built parts (``app.conf``, ``app.amqp``, the task registry), so it may be
 anywhere: before or after ``config_from_object``, before or after the tasks are defined.
 What it hooks, each through the narrowest seam Celery offers:
 
-- Public signals where they suffice. ``task_failure`` reports a task's final LLM
-  failure; ``worker_ready`` logs the worker's settings once.
-- ``app.send_task`` (this app only), through which every publish of the app goes: it
-  writes the header, and seals the keys, which can refuse a task (Celery logs and
-  swallows what signal handlers raise). ``before_task_publish`` writes the header of a
-  task sent through an app that ``install()`` was not called on, and warns.
+- Public signals where they suffice. ``before_task_publish`` writes the header; it runs
+  wherever a task is sent, inside a running task too, so retries, chain steps, chord
+  callbacks and tasks sent from tasks inherit the context the worker restored for their
+  parent; and it adds nothing to what ``send_task`` is called with, which the
+  application's own code (and tests) may check. ``task_failure`` reports a task's final
+  LLM failure; ``worker_ready`` logs the worker's settings once.
+- ``app.send_task`` (this app only), through which every publish of the app goes: sealing
+  keys can refuse a task, and Celery logs and swallows what signal handlers raise.
 - Celery's tracer builder, which builds the function a worker runs each task in. The
   context is restored around that function, from the request it is given, and reset when
   it returns: before Celery's own ``task_prerun`` and after its ``task_postrun`` and
@@ -31,6 +33,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from ._extras import needs_extra
@@ -53,6 +56,9 @@ logger = logging.getLogger(__name__)
 # Why a task's header was refused, kept on its request for the byok_required error.
 _PROBLEM = "_byok_problem"
 _MARKER = "_byok_patched"
+# Set while a publish goes through an app that install() was called on: the publish
+# signal is process-wide, and a context sent through another app deserves a warning.
+_through_installed_app: ContextVar[bool] = ContextVar("byok_through_installed_app", default=False)
 _warned_uninstalled: set[str] = set()
 
 
@@ -119,17 +125,17 @@ def _patch_send_task(app: Celery) -> None:
 
     @functools.wraps(type(app).send_task)
     def send_task(name: str, *args: Any, **kwargs: Any) -> Any:
-        headers = kwargs.get("headers") or {}
-        if current_context() is None or HEADER in headers:
-            return sender()(name, *args, **kwargs)  # no context, or a header the caller chose (or a retry kept)
-        # send_task(name, args, kwargs, countdown, eta, ...)
-        countdown = args[2] if len(args) > 2 else kwargs.get("countdown")
-        eta = args[3] if len(args) > 3 else kwargs.get("eta")
-        delay = propagation.delay_until(countdown, eta)
-        # Here, not in the publish signal: a refusal must reach the code that sent the task.
-        propagation.seal_keys(delay)
-        kwargs["headers"] = {**headers, HEADER: propagation.header_to_send(delay)}
-        return sender()(name, *args, **kwargs)
+        context = current_context()
+        if context is None:
+            return sender()(name, *args, **kwargs)
+        if context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
+            # Here, not in the publish signal: a refusal must reach the code that sent the task.
+            propagation.seal_keys(propagation.delay_until(kwargs.get("countdown"), kwargs.get("eta")))
+        token = _through_installed_app.set(True)
+        try:
+            return sender()(name, *args, **kwargs)
+        finally:
+            _through_installed_app.reset(token)
 
     setattr(send_task, _MARKER, True)
     app.send_task = send_task
@@ -182,12 +188,12 @@ def _under_context(name: str, trace_task: Callable[..., Any]) -> Callable[..., A
 
 def _on_publish(headers: dict[str, Any] | None = None, sender: str | None = None, **_: Any) -> None:
     if headers is None or HEADER in headers:
-        return  # written by an installed app's send_task, passed explicitly, or kept by a retry
+        return  # a header passed explicitly (or kept by a retry) is the caller's choice
     header = propagation.header_to_send(propagation.delay_until(None, headers.get("eta")))
     if header is None:
         return
-    # A context, and no header yet: the task went through an app that install() was not called on.
-    _warn_uninstalled_app(str(sender))
+    if not _through_installed_app.get():
+        _warn_uninstalled_app(str(sender))
     headers[HEADER] = header
 
 
