@@ -1,14 +1,15 @@
 """The frameworks' own test suites, run without and with byok-tasks active (``make conformance``).
 
 Each suite comes from its source release on PyPI, pinned below to the versions the
-project tests against. It runs three times: bare (the baseline), with byok-tasks
-installed, and with every test inside a BYOK context (see ``byok_active.py``). A test
-that passes bare and fails only with byok-tasks fails the run, unless it is one of the
-differences listed, with its reason, in ``expected-differences.txt``. Such a test is run
-again, bare once and active up to three times, before it counts: it must fail each time
-active and pass bare, so that a suite's own flaky test cannot fail ours. A suite without
-``full_baseline`` (sentry-python's LLM folders, the longest) runs bare only the tests
-that failed active.
+project tests against. It runs twice with byok-tasks active: installed, and with every
+test inside a BYOK context (see ``byok_active.py``); then bare, the tests that failed
+active (the only bare outcomes the comparison reads: a full bare run would cost CI a
+third of this target's time, to learn the outcomes of tests that pass either way). A
+test that passes bare and fails only with byok-tasks fails the run, unless it is one of
+the differences listed, with its reason, in ``expected-differences.txt``. Such a test is
+run again, bare once and active up to three times, before it counts: it must fail each
+time active and pass bare, so that a suite's own flaky test cannot fail ours. Each of
+these steps runs every suite's runs at once: they mostly wait.
 
 RQ's tests flush Redis databases on localhost:6379: they run in a network namespace of
 their own (``unshare --net``) beside a Redis server started there, and never see the
@@ -47,9 +48,6 @@ class Suite:
     paths: tuple[str, ...]
     frameworks: str  # what byok_active.py activates
     own_network: bool = False
-    # False: no full bare run; only the tests that fail with byok-tasks active run bare,
-    # once both active runs are done (the only bare outcomes the comparison reads).
-    full_baseline: bool = True
 
 
 SUITES = (
@@ -60,7 +58,6 @@ SUITES = (
     # per process, or auto-deactivated by another's) fails hundreds of another's tests.
     # Each in a namespace of its own: its Celery tests use a Redis on localhost:6379, and
     # its LLM tests must not reach the network (tiktoken's encodings then fail at once).
-    # The LLM folders' bare runs are only of the tests that fail with byok-tasks active.
     *(
         Suite(
             f"sentry-{name}",
@@ -69,7 +66,6 @@ SUITES = (
             (f"tests/integrations/{name}",),
             frameworks,
             own_network=True,
-            full_baseline=name in ("celery", "rq"),
         )
         for name, frameworks in (
             ("celery", "celery,sentry"),
@@ -203,73 +199,88 @@ def is_expected(suite: str, mode: str, test: str, expected: list[tuple[str, str,
     return any(s == suite and m in (mode, "*") and fnmatch.fnmatchcase(test, pattern) for s, m, pattern in expected)
 
 
-def start_all(suite: Suite) -> dict[str, Run]:
+def start_active(suite: Suite) -> dict[str, Run]:
     source = fetch(suite)
     compile_sources(source)
     reports = BUILD / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    modes = ("bare", *MODES) if suite.full_baseline else MODES
-    return {mode: start(suite, source, mode, reports / f"{suite.name}-{mode}.xml") for mode in modes}
+    return {mode: start(suite, source, mode, reports / f"{suite.name}-{mode}.xml") for mode in MODES}
 
 
-def baseline(suite: Suite, runs: dict[str, Run], source: Path, reports: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """The bare outcomes to compare with, and the active runs' outcomes (by mode)."""
-    if suite.full_baseline:
-        bare = runs["bare"].outcomes()
-        return bare, {mode: runs[mode].outcomes() for mode in MODES}
-    actives = {mode: runs[mode].outcomes() for mode in MODES}
+def start_bare(suite: Suite, runs: dict[str, Run], actives: dict[str, dict[str, str]]) -> Run | None:
+    """The bare run of the tests that failed in either active run; None when none did."""
     ids: list[str] = []
     for mode in MODES:
         failing = {t for t, o in actives[mode].items() if o == "failed"}
-        ids += [i for i in node_ids(runs[mode].report, failing, source) if i not in ids]
+        ids += [i for i in node_ids(runs[mode].report, failing, source_of(suite)) if i not in ids]
     if not ids:
-        return {}, actives
-    return start(suite, source, "bare", reports / f"{suite.name}-bare.xml", ids).outcomes(), actives
+        return None
+    return start(suite, source_of(suite), "bare", BUILD / "reports" / f"{suite.name}-bare.xml", ids)
 
 
-def check(suite: Suite, runs: dict[str, Run], expected: list[tuple[str, str, str]]) -> bool:
-    print(f"{suite.name} ({suite.release}): {' '.join(suite.paths)}", flush=True)
-    source, reports = BUILD / "src" / suite.folder, BUILD / "reports"
-    bare, actives = baseline(suite, runs, source, reports)
-    # Without a full bare run, a test that failed active and did not run bare (a collection
-    # error, an id that cannot be run again) counts as passing bare: it fails the run.
-    unrun = None if suite.full_baseline else "passed"
-    baseline_failures = {test for test, outcome in bare.items() if outcome == "failed"}
+def source_of(suite: Suite) -> Path:
+    return BUILD / "src" / suite.folder
+
+
+@dataclass
+class Comparison:
+    """One suite in one active mode against its bare outcomes."""
+
+    suite: Suite
+    mode: str
+    active: dict[str, str]
+    bare: dict[str, str]
+    only_active: set[str]
+    listed: set[str]
+    again: tuple[Run, Run] | None = None  # the suspects run again: active (three tries), and bare
+
+    @property
+    def suspects(self) -> set[str]:
+        return self.only_active - self.listed
+
+
+def compare(suite: Suite, mode: str, run: Run, active: dict[str, str], bare: dict[str, str],
+            expected: list[tuple[str, str, str]]) -> Comparison:  # fmt: skip
+    # A test that failed active and did not run bare (a collection error, an id that
+    # cannot be run again) counts as passing bare: it fails the run.
+    only_active = {t for t, o in active.items() if o == "failed" and bare.get(t, "passed") == "passed"}
+    listed = {t for t in only_active if is_expected(suite.name, mode, t, expected)}
+    comparison = Comparison(suite, mode, active, bare, only_active, listed)
+    ids = node_ids(run.report, comparison.suspects, source_of(suite))
+    if ids:  # what cannot be run again by its id (a collection error) stays a failure
+        # A timing test of the suite's own that fails now and then, bare too (RQ's
+        # test_reap_workers does on a loaded machine), must fail three times running.
+        reports = BUILD / "reports"
+        comparison.again = (
+            start(suite, source_of(suite), mode, reports / f"{suite.name}-{mode}-again.xml", ids, reruns=2),
+            start(suite, source_of(suite), "bare", reports / f"{suite.name}-{mode}-bare-again.xml", ids),
+        )
+    return comparison
+
+
+def verdict(comparison: Comparison) -> bool:
+    suite, mode = comparison.suite, comparison.mode
+    flaky: set[str] = set()
+    if comparison.again is not None:
+        rerun, rerun_bare = (run.outcomes() for run in comparison.again)
+        # Not reproduced: it passed when run again with byok-tasks, or failed bare too.
+        flaky = {t for t in comparison.suspects if rerun.get(t) == "passed" or rerun_bare.get(t) == "failed"}
+    failures = sorted(comparison.suspects - flaky)
+    baseline_failures = sum(1 for outcome in comparison.bare.values() if outcome == "failed")
     # A module that cannot even be imported bare tests nothing: the suite is not set up here.
-    uncollected = sorted(test for test in baseline_failures if test.startswith("::"))
+    uncollected = sorted(t for t, o in comparison.bare.items() if o == "failed" and t.startswith("::"))
+    print(
+        f"  {suite.name} {mode}: {len(comparison.active)} tests, {baseline_failures} failing bare "
+        f"(of the {len(comparison.bare)} failing active, run bare), {len(comparison.only_active)} failing only "
+        f"with byok-tasks ({len(comparison.listed)} listed as expected, {len(flaky)} not reproduced when run "
+        "again)",
+        flush=True,
+    )
     for test in uncollected:
         print(f"    CANNOT COLLECT, EVEN BARE: {test.removeprefix('::')}")
-    ok = not uncollected
-    for mode in MODES:
-        active = actives[mode]
-        only_active = {t for t, o in active.items() if o == "failed" and bare.get(t, unrun) == "passed"}
-        missing = {t for t in bare if bare[t] == "passed" and t not in active}
-        listed = {t for t in only_active if is_expected(suite.name, mode, t, expected)}
-        suspects = only_active - listed
-        flaky: set[str] = set()
-        ids = node_ids(runs[mode].report, suspects, source)
-        if ids:  # what cannot be run again by its id (a collection error) stays a failure
-            # A timing test of the suite's own that fails now and then, bare too (RQ's
-            # test_reap_workers does on a loaded machine), must fail three times running.
-            again = start(suite, source, mode, reports / f"{suite.name}-{mode}-again.xml", ids, reruns=2)
-            again_bare = start(suite, source, "bare", reports / f"{suite.name}-{mode}-bare-again.xml", ids)
-            rerun, rerun_bare = again.outcomes(), again_bare.outcomes()
-            # Not reproduced: it passed when run again with byok-tasks, or failed bare too.
-            flaky = {t for t in suspects if rerun.get(t) == "passed" or rerun_bare.get(t) == "failed"}
-        failures = sorted(suspects - flaky)
-        print(
-            f"  {suite.name} {mode}: {len(active)} tests, {len(baseline_failures)} failing bare"
-            f"{'' if suite.full_baseline else f' (of the {len(bare)} failing active, run bare)'}, "
-            f"{len(only_active)} failing only with byok-tasks ({len(listed)} listed as expected, "
-            f"{len(flaky)} not reproduced when run again), {len(missing)} missing",
-            flush=True,
-        )
-        for test in failures:
-            print(f"    FAILS ONLY WITH BYOK-TASKS: {test}")
-        for test in sorted(missing):
-            print(f"    MISSING WITH BYOK-TASKS (collection error?): {test}")
-        ok = ok and not failures and not missing
-    return ok
+    for test in failures:
+        print(f"    FAILS ONLY WITH BYOK-TASKS: {test}")
+    return not failures and not uncollected
 
 
 def main() -> None:
@@ -280,11 +291,23 @@ def main() -> None:
         sys.exit("conformance: RQ's suite needs unshare (util-linux) for a network namespace of its own")
     expected = expected_differences()
     chosen = [s for s in SUITES if not args.suites or s.name in args.suites]
-    # Every run of every suite at once: they mostly wait (on workers, sockets, sleeps), and
-    # each RQ run has a network namespace and a Redis of its own.
-    started = {suite.name: start_all(suite) for suite in chosen}
-    results = {suite.name: check(suite, started[suite.name], expected) for suite in chosen}
-    failed = [name for name, ok in results.items() if not ok]
+    # Each step, every suite at once: the runs mostly wait (on workers, sockets, sleeps),
+    # and each RQ run has a network namespace and a Redis of its own.
+    runs = {suite.name: start_active(suite) for suite in chosen}
+    actives = {suite.name: {mode: runs[suite.name][mode].outcomes() for mode in MODES} for suite in chosen}
+    bare_runs = {suite.name: start_bare(suite, runs[suite.name], actives[suite.name]) for suite in chosen}
+    bares = {name: run.outcomes() if run is not None else {} for name, run in bare_runs.items()}
+    comparisons = [
+        compare(suite, mode, runs[suite.name][mode], actives[suite.name][mode], bares[suite.name], expected)
+        for suite in chosen
+        for mode in MODES
+    ]
+    failed: list[str] = []
+    for comparison in comparisons:
+        if comparison.mode == MODES[0]:
+            print(f"{comparison.suite.name} ({comparison.suite.release}): {' '.join(comparison.suite.paths)}")
+        if not verdict(comparison) and comparison.suite.name not in failed:
+            failed.append(comparison.suite.name)
     if failed:
         sys.exit(f"conformance: byok-tasks changes what {', '.join(failed)} test(s) expect")
     print("conformance: every suite passes with byok-tasks active, but for the listed differences")
