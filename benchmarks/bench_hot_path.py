@@ -47,21 +47,12 @@ SIGNALS = ("before_task_publish", "task_prerun", "task_postrun", "task_failure")
 
 def measure() -> dict[str, Any]:
     """In this process: per scenario and side, the median µs byok-tasks adds per task over ``PAIRS`` pairs of blocks."""
-    from celery import Celery, signals
-    from celery.app import trace
+    from celery import signals
 
-    import byok_tasks.celery
     from byok_tasks import byok_context
 
-    app = Celery("hot-path", set_as_current=False)
-
-    @app.task(name="add")
-    def add(x: int) -> int:
-        return x + 1
-
     ours_before = {name: {key for key, _ in getattr(signals, name).receivers} for name in SIGNALS}
-    byok_tasks.celery.install(app, secret=SECRET)
-    app.finalize()
+    app, add, producer, tracer = _installed_app()
     # What install() added, to take off and put back: receivers by dispatch_uid, the app's send_task.
     hooks = [
         (getattr(signals, name), key[0], receiver)
@@ -82,8 +73,6 @@ def measure() -> dict[str, Any]:
         else:
             vars(app).pop("send_task", None)
 
-    producer = _NullProducer()
-    tracer = trace.build_tracer(add.name, add, app=app, hostname="bench@localhost", eager=False)
     users = iter(range(10**9))
 
     def publish(on: bool, distinct: bool, tasks: int = BLOCK) -> float:
@@ -97,17 +86,7 @@ def measure() -> dict[str, Any]:
         return (time.process_time() - started) / tasks * 1e6
 
     def run_published() -> float:
-        requests = [
-            {
-                **headers,
-                "delivery_info": {"exchange": "", "routing_key": "hot-path", "priority": 0, "redelivered": False},
-                "args": [1],
-                "kwargs": {},
-                "hostname": "bench@localhost",
-                "is_eager": False,
-            }
-            for headers in producer.headers
-        ]
+        requests = [_request(headers) for headers in producer.headers]
         started = time.process_time()
         for request in requests:
             tracer(request["id"], (1,), {}, request)
@@ -137,22 +116,9 @@ def measure() -> dict[str, Any]:
 
 def measure_memory() -> float:
     """In this process, byok-tasks installed: RSS growth in MB from ``RSS_FROM`` to ``RSS_TO`` tasks of new users."""
-    from celery import Celery
-    from celery.app import trace
-
-    import byok_tasks.celery
     from byok_tasks import byok_context
 
-    app = Celery("hot-path", set_as_current=False)
-
-    @app.task(name="add")
-    def add(x: int) -> int:
-        return x + 1
-
-    byok_tasks.celery.install(app, secret=SECRET)
-    app.finalize()
-    producer = _NullProducer()
-    tracer = trace.build_tracer(add.name, add, app=app, hostname="bench@localhost", eager=False)
+    _, add, producer, tracer = _installed_app()
 
     def rss_mb() -> float:
         with open("/proc/self/statm") as statm:
@@ -164,12 +130,44 @@ def measure_memory() -> float:
         for number in range(done, done + RSS_FROM):  # new users in every batch: no cache hides a leak
             with byok_context(f"usr_{number:016x}", PROVIDERS):
                 add.apply_async((1,), producer=producer)
-        for headers in producer.headers:
-            tracer(headers["id"], (1,), {}, {**headers, "args": [1], "kwargs": {}, "is_eager": False})
+        for request in map(_request, producer.headers):
+            tracer(request["id"], (1,), {}, request)
         done += RSS_FROM
         if done == RSS_FROM:
             at_from = rss_mb()
     return rss_mb() - at_from
+
+
+def _installed_app() -> tuple[Any, Any, _NullProducer, Any]:
+    """A Celery app with byok-tasks installed (signed headers), its task, a producer that sends nothing, the tracer."""
+    from celery import Celery
+    from celery.app import trace
+
+    import byok_tasks.celery
+
+    app = Celery("hot-path", set_as_current=False)
+
+    @app.task(name="add")
+    def add(x: int) -> int:
+        return x + 1
+
+    byok_tasks.celery.install(app, secret=SECRET)
+    app.finalize()
+    tracer = trace.build_tracer(add.name, add, app=app, hostname="bench@localhost", eager=False)
+    return app, add, _NullProducer(), tracer
+
+
+def _request(headers: dict[str, Any]) -> dict[str, Any]:
+    """The request a worker builds from a published message's headers."""
+    delivery = {"exchange": "", "routing_key": "hot-path", "priority": 0, "redelivered": False}
+    return {
+        **headers,
+        "delivery_info": delivery,
+        "args": [1],
+        "kwargs": {},
+        "hostname": "bench@localhost",
+        "is_eager": False,
+    }
 
 
 class _NullProducer:

@@ -218,16 +218,14 @@ class HeaderCodec:
 
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
+_json_object: Callable[[str], Any] = json.JSONDecoder().decode
+_VERIFIED_CACHE_SIZE = 1024
 
 
 @functools.lru_cache(maxsize=256)
 def _providers_json(providers: frozenset[str]) -> str:
     """The header's provider list, sorted: a deployment has a handful of provider sets."""
     return ",".join(f'"{name}"' for name in sorted(providers))
-
-
-_json_object: Callable[[str], Any] = json.JSONDecoder().decode
-_VERIFIED_CACHE_SIZE = 1024
 
 
 def _parse_payload(text: str) -> tuple[ByokContext, float, float, str | None]:

@@ -78,8 +78,12 @@ SUITES = (
 )
 
 
+def source_of(suite: Suite) -> Path:
+    return BUILD / "src" / suite.folder
+
+
 def fetch(suite: Suite) -> Path:
-    source = BUILD / "src" / suite.folder
+    source = source_of(suite)
     if source.is_dir():
         return source
     downloads = BUILD / "downloads"
@@ -216,10 +220,6 @@ def start_bare(suite: Suite, runs: dict[str, Run], actives: dict[str, dict[str, 
     if not ids:
         return None
     return start(suite, source_of(suite), "bare", BUILD / "reports" / f"{suite.name}-bare.xml", ids)
-
-
-def source_of(suite: Suite) -> Path:
-    return BUILD / "src" / suite.folder
 
 
 @dataclass

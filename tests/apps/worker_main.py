@@ -50,7 +50,7 @@ def count_leaks(**_: Any) -> None:
     import celery.worker.consumer.consumer
 
     for module in (celery.app.trace, celery.worker.consumer.consumer):
-        module.build_tracer = _counting_leaks(module.build_tracer)  # type: ignore[attr-defined]
+        module.build_tracer = _counting_leaks(module.build_tracer)
 
 
 def _counting_leaks(build_tracer: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Protocol
-
-import pytest
 
 from byok_tasks.testing.provider_server import Reply, hang_up, json_reply, stall
 from tests.apps.llm_retry_jobs import CLIENT_TIMEOUT  # the SDK's timeout in the test jobs; a stall outlasts it
-from tests.support.scripted_provider import ScriptedProvider, openai_error
+from tests.support.scripted_provider import openai_error
 
 # What each reason looks like from OpenAI, with no retry-after: the waits are the policy's own backoff.
 FAILURES: dict[str, Reply] = {
@@ -28,13 +25,6 @@ FAILURES: dict[str, Reply] = {
 }
 RETRIED = ["rate_limit", "overloaded", "server_error", "timeout", "connection"]
 NOT_RETRIED = ["quota", "invalid_key", "permission", "context_length", "content_filter"]
-
-
-@pytest.fixture(scope="module", name="provider")
-def provider_fixture() -> Iterator[ScriptedProvider]:
-    provider = ScriptedProvider()
-    with provider.server:
-        yield provider
 
 
 class _Logged(Protocol):

@@ -26,7 +26,7 @@ from tests.apps.llm_retry_jobs import (
     summarize_job,
     summarize_slow_backoff_job,
 )
-from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED, failure_records, provider_fixture  # noqa: F401
+from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED, failure_records
 from tests.support.ids import new_uid
 from tests.support.rq_worker import (  # noqa: F401
     RqWorker,
@@ -35,7 +35,7 @@ from tests.support.rq_worker import (  # noqa: F401
     result_of,
     rq_worker_factory_fixture,
 )
-from tests.support.scripted_provider import OK, RATE_LIMITED, ScriptedProvider
+from tests.support.scripted_provider import OK, RATE_LIMITED, ScriptedProvider, scripted_provider_fixture  # noqa: F401
 from tests.support.sentry import events_where, tags
 from tests.support.timing import RETRY_TIMEOUT as TIMEOUT
 
@@ -67,54 +67,54 @@ def failed(job: Job) -> bool:
 
 @pytest.mark.parametrize("reason", NOT_RETRIED)
 def test_a_failure_that_does_not_clear_by_itself_makes_one_call(
-    reason: str, worker: RqWorker, provider: ScriptedProvider, sentry_collector: SentryCollector
+    reason: str, worker: RqWorker, scripted_provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
-    provider.script(FAILURES[reason])
+    scripted_provider.script(FAILURES[reason])
     uid = new_uid("retry-rq")
-    assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid))
-    assert provider.calls_after_quiet(QUIET) == 1
+    assert failed(enqueue(worker, summarize_job, scripted_provider.base_url, uid, uid=uid))
+    assert scripted_provider.calls_after_quiet(QUIET) == 1
     [event] = events_where(sentry_collector, uid=uid, expect=1)
     assert tags(event)["llm.reason"] == reason
 
 
 def test_a_quota_failure_is_not_retried_even_when_enqueued_with_rqs_own_retry(
-    worker: RqWorker, provider: ScriptedProvider
+    worker: RqWorker, scripted_provider: ScriptedProvider
 ) -> None:
-    provider.script(FAILURES["quota"])
+    scripted_provider.script(FAILURES["quota"])
     uid = new_uid("retry-rq")
-    assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid, retry=Retry(max=3)))
-    assert provider.calls_after_quiet(QUIET) == 1
+    assert failed(enqueue(worker, summarize_job, scripted_provider.base_url, uid, uid=uid, retry=Retry(max=3)))
+    assert scripted_provider.calls_after_quiet(QUIET) == 1
 
 
 @pytest.mark.parametrize("reason", RETRIED)
 def test_a_failure_that_clears_by_itself_is_retried_up_to_max_retries_then_reported_once(
-    reason: str, worker: RqWorker, provider: ScriptedProvider, sentry_collector: SentryCollector
+    reason: str, worker: RqWorker, scripted_provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
-    provider.script(FAILURES[reason])
+    scripted_provider.script(FAILURES[reason])
     uid = new_uid("retry-rq")
-    assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid))
-    assert provider.calls_after_quiet(QUIET) == 1 + MAX_RETRIES
+    assert failed(enqueue(worker, summarize_job, scripted_provider.base_url, uid, uid=uid))
+    assert scripted_provider.calls_after_quiet(QUIET) == 1 + MAX_RETRIES
     [event] = events_where(sentry_collector, uid=uid, expect=1)
     assert tags(event)["llm.reason"] == reason
     assert len(failure_records(worker, uid)) == 1
 
 
 def test_a_rate_limit_with_retry_after_1_is_retried_after_about_a_second(
-    worker: RqWorker, provider: ScriptedProvider
+    worker: RqWorker, scripted_provider: ScriptedProvider
 ) -> None:
-    provider.script(RATE_LIMITED, OK)
+    scripted_provider.script(RATE_LIMITED, OK)
     uid = new_uid("retry-rq")
-    job = enqueue(worker, summarize_slow_backoff_job, provider.base_url, uid, uid=uid)
+    job = enqueue(worker, summarize_slow_backoff_job, scripted_provider.base_url, uid, uid=uid)
     assert result_of(job, TIMEOUT) == "summary"
-    [wait] = provider.waits()
+    [wait] = scripted_provider.waits()
     assert 1.0 <= wait <= 1.1 + ROUND + POLL + LATE
 
 
-def test_a_503_is_retried_with_exponential_backoff(worker: RqWorker, provider: ScriptedProvider) -> None:
-    provider.script(FAILURES["overloaded"])
+def test_a_503_is_retried_with_exponential_backoff(worker: RqWorker, scripted_provider: ScriptedProvider) -> None:
+    scripted_provider.script(FAILURES["overloaded"])
     uid = new_uid("retry-rq")
-    assert failed(enqueue(worker, summarize_job, provider.base_url, uid, uid=uid))
-    first, second = provider.waits()
+    assert failed(enqueue(worker, summarize_job, scripted_provider.base_url, uid, uid=uid))
+    first, second = scripted_provider.waits()
     assert BACKOFF / 2 <= first <= BACKOFF + ROUND + POLL + LATE
     assert BACKOFF <= second <= 2 * BACKOFF + ROUND + POLL + LATE
 
@@ -128,17 +128,18 @@ def test_an_exception_that_is_no_llm_failure_keeps_the_jobs_own_retry(worker: Rq
     assert len(runs) == 3
 
 
-def test_llm_retries_do_not_use_up_the_jobs_own_retry(worker: RqWorker, provider: ScriptedProvider) -> None:
+def test_llm_retries_do_not_use_up_the_jobs_own_retry(worker: RqWorker, scripted_provider: ScriptedProvider) -> None:
     # Two rate limits, retried by the policy; then the job's own Retry(max=1) is still whole.
-    provider.script(FAILURES["rate_limit"], FAILURES["rate_limit"], OK)
+    scripted_provider.script(FAILURES["rate_limit"], FAILURES["rate_limit"], OK)
     uid = new_uid("retry-rq")
-    job = enqueue(worker, summarize_job, provider.base_url, uid, uid=uid, retry=Retry(max=1))
+    job = enqueue(worker, summarize_job, scripted_provider.base_url, uid, uid=uid, retry=Retry(max=1))
     assert result_of(job, TIMEOUT) == "summary"
     assert Job.fetch(job.id, connection=worker.connection).retries_left == 1
 
 
-def test_an_async_jobs_llm_failure_is_retried_too(worker: RqWorker, provider: ScriptedProvider) -> None:
-    provider.script(FAILURES["overloaded"], OK)
+def test_an_async_jobs_llm_failure_is_retried_too(worker: RqWorker, scripted_provider: ScriptedProvider) -> None:
+    scripted_provider.script(FAILURES["overloaded"], OK)
     uid = new_uid("retry-rq")
-    assert result_of(enqueue(worker, summarize_async_job, provider.base_url, uid, uid=uid), TIMEOUT) == "summary"
-    assert provider.calls == 2
+    job = enqueue(worker, summarize_async_job, scripted_provider.base_url, uid, uid=uid)
+    assert result_of(job, TIMEOUT) == "summary"
+    assert scripted_provider.calls == 2
