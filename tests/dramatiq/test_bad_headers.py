@@ -41,7 +41,7 @@ def marker() -> str:
 def test_bad_header_runs_the_message_without_context(worker: DramatiqWorker, header: object) -> None:
     message = worker.actors["whoami"].send_with_options(args=(mark := marker(),), byok=header)
     assert seen(worker, mark) is None
-    assert f"message {message.message_id}: BYOK header refused, running without a BYOK context" in worker.log()
+    worker.logged(f"message {message.message_id}: BYOK header refused, running without a BYOK context")
 
 
 @pytest.mark.parametrize("header", BAD_HEADERS.values(), ids=BAD_HEADERS.keys())
@@ -57,8 +57,7 @@ def test_bad_header_refuses_a_required_actor_without_retrying_it(worker: Dramati
 def test_warning_names_the_message_but_never_echoes_the_header(worker: DramatiqWorker, header: object) -> None:
     message = worker.actors["whoami_required"].send_with_options(args=(marker(),), byok=header)
     [run] = runs(worker, message)
-    log = worker.log()
-    assert f"message {message.message_id}: BYOK header refused" in log
+    log = worker.logged(f"message {message.message_id}: BYOK header refused")
     assert not raw_header_in(log, header)
     assert not raw_header_in(run["exception"], header)
 
@@ -75,9 +74,8 @@ def test_strict_worker_refuses_an_unsigned_header(strict_worker: DramatiqWorker)
     unsigned = HeaderCodec().encode(ByokContext("alice", frozenset({"openai"})))
     message = strict_worker.actors["whoami"].send_with_options(args=(mark := marker(),), byok=unsigned)
     assert seen(strict_worker, mark) is None
-    assert (
+    strict_worker.logged(
         f"message {message.message_id}: BYOK header refused, running without a BYOK context: header is unsigned"
-        in strict_worker.log()
     )
 
 

@@ -7,6 +7,7 @@ the worker sends to a loopback Sentry. Each test runs under a user of its own.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from byok_tasks import byok_context
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support.dramatiq_worker import (  # noqa: F401
+    TIMEOUT,
     DramatiqWorker,
     DramatiqWorkerFactory,
     dramatiq_worker_factory_fixture,
@@ -50,9 +52,17 @@ def new_uid() -> str:
     return f"dq-retry-{uuid.uuid4().hex[:12]}"
 
 
-def failure_records(worker: DramatiqWorker, feature: str) -> list[str]:
-    """The structured ``llm failure`` log lines the worker wrote for ``feature``."""
-    return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]
+def failure_records(worker: DramatiqWorker, feature: str, expect: int = 0) -> list[str]:
+    """The structured ``llm failure`` log lines the worker wrote for ``feature``, once ``expect`` of them
+    have come through Dramatiq's main process (see ``DramatiqWorker.logged``)."""
+
+    def records() -> list[str]:
+        return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]
+
+    deadline = time.monotonic() + TIMEOUT
+    while len(found := records()) < expect and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
 
 
 def events_of(collector: SentryCollector, uid: str) -> list[dict[str, Any]]:
@@ -79,7 +89,7 @@ def test_invalid_key_is_not_retried(
     [run] = runs(worker, message)
     assert run["exception"].startswith("AuthenticationError")
     assert scripted_provider.calls == 1
-    assert len(failure_records(worker, uid)) == 1
+    assert len(failure_records(worker, uid, expect=1)) == 1
     [event] = events_where(sentry_collector, uid=uid, expect=1)
     assert tags(event)["llm.reason"] == "invalid_key"
 
@@ -91,7 +101,7 @@ def test_only_the_final_failure_is_logged_and_reported(
     message = send(worker, "summarize_with_llm_retry", scripted_provider, uid := new_uid())
     assert [run["retries"] for run in runs(worker, message)] == [0, 1, 2, 3]
     assert scripted_provider.calls == 1 + 3
-    assert len(failure_records(worker, uid)) == 1
+    assert len(failure_records(worker, uid, expect=1)) == 1
     [event] = events_where(sentry_collector, uid=uid, expect=1)
     assert tags(event)["llm.reason"] == "overloaded"
 
@@ -102,6 +112,6 @@ def test_retryable_failure_that_outlasts_the_actors_own_max_retries_is_reported_
     scripted_provider.script(OVERLOADED)
     message = send(worker, "summarize_with_llm_retry_capped", scripted_provider, uid := new_uid())
     assert len(runs(worker, message)) == 2  # the actor's max_retries=1 ends it before the policy's 3
-    assert len(failure_records(worker, uid)) == 1
+    assert len(failure_records(worker, uid, expect=1)) == 1
     [event] = events_where(sentry_collector, uid=uid, expect=1)
     assert tags(event)["llm.reason"] == "overloaded"

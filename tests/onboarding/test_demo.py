@@ -102,7 +102,8 @@ def assert_key_health_shown(output: str, ben_called: int) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_stops_the_demo_and_everything_it_started(tmp_path: Path, stop: signal.Signals) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo"],
         cwd=tmp_path,
@@ -117,9 +118,10 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
         line = demo.stdout.readline()
         assert line, output
         output += line
-    demo.send_signal(signal.SIGINT)
+    demo.send_signal(stop)
     rest, _ = demo.communicate(timeout=60)
-    assert demo.returncode == 130, output + rest
+    assert "everything the demo started has been stopped" in rest, output + rest
+    assert demo.returncode == -stop, output + rest  # it dies of the signal, as a shell expects
     pid = worker_pid(output)
     deadline = time.monotonic() + 10
     while not gone(pid) and time.monotonic() < deadline:

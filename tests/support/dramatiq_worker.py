@@ -65,6 +65,16 @@ class DramatiqWorker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def logged(self, text: str) -> str:
+        """The log once it holds ``text``: a worker process's lines reach it through Dramatiq's main
+        process, so they can land after the message's own records do."""
+        deadline = time.monotonic() + TIMEOUT
+        while text not in (log := self.log()):
+            assert self.alive(), f"the worker died:\n{log}"
+            assert time.monotonic() < deadline, f"not in the worker's log after {TIMEOUT:g} s: {text!r}\n{log}"
+            time.sleep(0.05)
+        return log
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
