@@ -72,7 +72,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def _die_of(signum: signal.Signals) -> NoReturn:
     # Dying of the signal tells the shell or make that the demo was stopped, not that it failed.
-    # It is also the one ending that does not hang on how the interpreter winds down: after a
+    # It is also the one ending that does not depend on how the interpreter winds down: after a
     # caught Ctrl-C, CPython 3.11 now and then turned sys.exit(130) into a death by SIGINT of
     # its own (strace showed it kill itself, once in 25 runs on a loaded machine).
     sys.stdout.flush()

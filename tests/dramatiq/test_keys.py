@@ -22,14 +22,11 @@ from tests.support.dramatiq_worker import (  # noqa: F401
     sealed_keys_env,
     seen,
 )
+from tests.support.ids import new_uid
 
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_uid() -> str:
-    return f"dq-keys-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -44,7 +41,7 @@ def resolving_worker(dramatiq_worker_factory: DramatiqWorkerFactory) -> Dramatiq
 
 def test_actor_gets_the_users_sealed_key(worker: DramatiqWorker) -> None:
     key = sandbox_key("openai", "ok")
-    with byok_context(new_uid(), keys={"openai": key}):
+    with byok_context(new_uid("dq-keys"), keys={"openai": key}):
         worker.actors["key_fingerprint"].send(mark := uuid.uuid4().hex, "openai")
     assert seen(worker, mark) == digest(key)
 
@@ -54,7 +51,7 @@ def test_sealed_key_is_nowhere_in_the_message_on_the_broker(
     idle_queue: IdleQueue, sealed_key_store: SealedKeyStore
 ) -> None:
     key = sandbox_key("openai", "ok")
-    with byok_context(new_uid(), keys={"openai": key}) as context:
+    with byok_context(new_uid("dq-keys"), keys={"openai": key}) as context:
         idle_queue.actors["key_fingerprint"].send(uuid.uuid4().hex, "openai")
     [raw] = idle_queue.raw_messages()
     assert b'"byok":"' in raw  # the header went, with the sealed keys' reference
@@ -68,18 +65,21 @@ def test_sealing_without_a_key_store_refuses_the_send_and_enqueues_nothing(
     idle_queue: IdleQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(byok_settings.current(), "key_store", None)
-    with byok_context(new_uid(), keys={"openai": sandbox_key("openai", "ok")}), pytest.raises(ByokKeyUnavailable):
+    with (
+        byok_context(new_uid("dq-keys"), keys={"openai": sandbox_key("openai", "ok")}),
+        pytest.raises(ByokKeyUnavailable),
+    ):
         idle_queue.actors["key_fingerprint"].send(uuid.uuid4().hex, "openai")
     assert idle_queue.raw_messages() == []
 
 
 def test_actor_gets_the_key_from_the_workers_resolver(resolving_worker: DramatiqWorker) -> None:
-    with byok_context(uid := new_uid(), ["openai"]):
+    with byok_context(uid := new_uid("dq-keys"), ["openai"]):
         resolving_worker.actors["key_fingerprint"].send(mark := uuid.uuid4().hex, "openai")
     assert seen(resolving_worker, mark) == digest(f"sk-proj-resolved-openai-{uid}")
 
 
 def test_provider_that_is_not_byok_gets_no_user_key(resolving_worker: DramatiqWorker) -> None:
-    with byok_context(new_uid(), ["anthropic"]):
+    with byok_context(new_uid("dq-keys"), ["anthropic"]):
         resolving_worker.actors["key_fingerprint"].send(mark := uuid.uuid4().hex, "openai")
     assert seen(resolving_worker, mark) is None

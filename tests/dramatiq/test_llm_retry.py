@@ -7,8 +7,6 @@ the worker sends to a loopback Sentry. Each test runs under a user of its own.
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
 import pytest
@@ -16,13 +14,14 @@ import pytest
 from byok_tasks import byok_context
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support.dramatiq_worker import (  # noqa: F401
-    TIMEOUT,
     DramatiqWorker,
     DramatiqWorkerFactory,
     dramatiq_worker_factory_fixture,
     runs,
     seen,
 )
+from tests.support.ids import new_uid
+from tests.support.processes import failure_records
 from tests.support.scripted_provider import (  # noqa: F401
     INVALID_KEY,
     OK,
@@ -48,23 +47,6 @@ def send(worker: DramatiqWorker, actor: str, provider: ScriptedProvider, uid: st
         return worker.actors[actor].send(uid, provider.base_url)
 
 
-def new_uid() -> str:
-    return f"dq-retry-{uuid.uuid4().hex[:12]}"
-
-
-def failure_records(worker: DramatiqWorker, feature: str, expect: int = 0) -> list[str]:
-    """The structured ``llm failure`` log lines the worker wrote for ``feature``, once ``expect`` of them
-    have come through Dramatiq's main process (see ``DramatiqWorker.logged``)."""
-
-    def records() -> list[str]:
-        return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]
-
-    deadline = time.monotonic() + TIMEOUT
-    while len(found := records()) < expect and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
-
-
 def events_of(collector: SentryCollector, uid: str) -> list[dict[str, Any]]:
     return [event for event in collector.quiet_for(QUIET) if tags(event).get("byok.uid") == uid]
 
@@ -73,7 +55,7 @@ def test_rate_limit_with_retry_after_is_retried_after_that_wait_then_succeeds(
     worker: DramatiqWorker, scripted_provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     scripted_provider.script(RATE_LIMITED, OK)  # retry-after: 1; the policy's own backoff is 0.1 s
-    send(worker, "summarize_with_llm_retry", scripted_provider, uid := new_uid())
+    send(worker, "summarize_with_llm_retry", scripted_provider, uid := new_uid("dq-retry"))
     assert seen(worker, uid) == "summary"
     [wait] = scripted_provider.waits()
     assert 1.0 <= wait <= 1.0 + LATE
@@ -85,7 +67,7 @@ def test_invalid_key_is_not_retried(
     worker: DramatiqWorker, scripted_provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     scripted_provider.script(INVALID_KEY)
-    message = send(worker, "summarize_with_llm_retry", scripted_provider, uid := new_uid())
+    message = send(worker, "summarize_with_llm_retry", scripted_provider, uid := new_uid("dq-retry"))
     [run] = runs(worker, message)
     assert run["exception"].startswith("AuthenticationError")
     assert scripted_provider.calls == 1
@@ -98,7 +80,7 @@ def test_only_the_final_failure_is_logged_and_reported(
     worker: DramatiqWorker, scripted_provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     scripted_provider.script(OVERLOADED)
-    message = send(worker, "summarize_with_llm_retry", scripted_provider, uid := new_uid())
+    message = send(worker, "summarize_with_llm_retry", scripted_provider, uid := new_uid("dq-retry"))
     assert [run["retries"] for run in runs(worker, message)] == [0, 1, 2, 3]
     assert scripted_provider.calls == 1 + 3
     assert len(failure_records(worker, uid, expect=1)) == 1
@@ -110,7 +92,7 @@ def test_retryable_failure_that_outlasts_the_actors_own_max_retries_is_reported_
     worker: DramatiqWorker, scripted_provider: ScriptedProvider, sentry_collector: SentryCollector
 ) -> None:
     scripted_provider.script(OVERLOADED)
-    message = send(worker, "summarize_with_llm_retry_capped", scripted_provider, uid := new_uid())
+    message = send(worker, "summarize_with_llm_retry_capped", scripted_provider, uid := new_uid("dq-retry"))
     assert len(runs(worker, message)) == 2  # the actor's max_retries=1 ends it before the policy's 3
     assert len(failure_records(worker, uid, expect=1)) == 1
     [event] = events_where(sentry_collector, uid=uid, expect=1)

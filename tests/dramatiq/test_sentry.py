@@ -29,6 +29,7 @@ from tests.support.dramatiq_worker import (  # noqa: F401
     sealed_keys_env,
     seen,
 )
+from tests.support.ids import new_uid
 from tests.support.sentry import tags
 
 # Long enough for a worker's events to arrive on a loaded machine.
@@ -51,14 +52,10 @@ def events_of(worker: DramatiqWorker, collector: SentryCollector, marker: str) -
     ]
 
 
-def new_uid() -> str:
-    return f"dq-sentry-{uuid.uuid4().hex[:8]}"
-
-
 def test_revoked_user_key_sends_one_tagged_event(
     worker: DramatiqWorker, provider_sandbox: ProviderSandbox, sentry_collector: SentryCollector
 ) -> None:
-    uid, key = new_uid(), sandbox_key("openai", "invalid")
+    uid, key = new_uid("dq-sentry"), sandbox_key("openai", "invalid")
     with byok_context(uid, keys={"openai": key}):
         message = worker.actors["summarize"].send(uid, provider_sandbox.url + "/v1")
     runs(worker, message)
@@ -76,7 +73,7 @@ def test_revoked_user_key_sends_one_tagged_event(
 def test_failure_of_every_retry_sends_one_event(
     worker: DramatiqWorker, provider_sandbox: ProviderSandbox, sentry_collector: SentryCollector
 ) -> None:
-    uid = new_uid()
+    uid = new_uid("dq-sentry")
     with byok_context(uid, keys={"openai": sandbox_key("openai", "invalid")}):
         message = worker.actors["summarize_after_failures"].send(uid, provider_sandbox.url + "/v1", 99)
     assert len(runs(worker, message)) == 3  # max_retries=2
@@ -87,7 +84,7 @@ def test_failure_of_every_retry_sends_one_event(
 def test_failure_that_a_retry_recovers_sends_nothing(
     worker: DramatiqWorker, provider_sandbox: ProviderSandbox, sentry_collector: SentryCollector
 ) -> None:
-    uid = new_uid()
+    uid = new_uid("dq-sentry")
     with byok_context(uid, keys={"openai": sandbox_key("openai", "invalid")}):
         worker.actors["summarize_after_failures"].send(uid, provider_sandbox.url + "/v1", 1)
     assert seen(worker, uid) == "done without the provider"

@@ -1,8 +1,6 @@
-"""What the Celery and RQ retry tests script the provider with (tests/support/scripted_provider.py), and read back."""
+"""What the Celery and RQ retry tests script the provider with (tests/support/scripted_provider.py)."""
 
 from __future__ import annotations
-
-from typing import Protocol
 
 from byok_tasks.testing.provider_server import Reply, hang_up, json_reply, stall
 from tests.apps.llm_retry_jobs import CLIENT_TIMEOUT  # the SDK's timeout in the test jobs; a stall outlasts it
@@ -25,12 +23,3 @@ FAILURES: dict[str, Reply] = {
 }
 RETRIED = ["rate_limit", "overloaded", "server_error", "timeout", "connection"]
 NOT_RETRIED = ["quota", "invalid_key", "permission", "context_length", "content_filter"]
-
-
-class _Logged(Protocol):
-    def log(self) -> str: ...
-
-
-def failure_records(worker: _Logged, feature: str) -> list[str]:
-    """The structured ``llm failure`` log lines the worker wrote for ``feature``."""
-    return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]

@@ -18,8 +18,9 @@ import pytest
 from byok_tasks import byok_context
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.apps.llm_retry_jobs import BACKOFF, MAX_RETRIES
-from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED, failure_records
+from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED
 from tests.support.ids import new_uid
+from tests.support.processes import failure_records
 from tests.support.scripted_provider import OK, RATE_LIMITED, ScriptedProvider, scripted_provider_fixture  # noqa: F401
 from tests.support.sentry import events_where, tags
 from tests.support.timing import RETRY_TIMEOUT as TIMEOUT

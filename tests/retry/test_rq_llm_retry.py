@@ -26,8 +26,9 @@ from tests.apps.llm_retry_jobs import (
     summarize_job,
     summarize_slow_backoff_job,
 )
-from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED, failure_records
+from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED
 from tests.support.ids import new_uid
+from tests.support.processes import failure_records
 from tests.support.rq_worker import (  # noqa: F401
     RqWorker,
     RqWorkerFactory,

@@ -1,4 +1,4 @@
-"""Worker subprocesses for the tests: their environment, their start and their end."""
+"""Worker subprocesses for the tests: their environment, their start, their log and their end."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +34,24 @@ def spawn(command: Sequence[str], env: dict[str, str], log_path: Path) -> subpro
         return subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+
+class Logged(Protocol):
+    def log(self) -> str: ...
+
+
+def failure_records(worker: Logged, feature: str, expect: int = 0) -> list[str]:
+    """The structured ``llm failure`` log lines the worker wrote for ``feature``, once there are ``expect``
+    of them (or after a minute): a Dramatiq worker process's lines come through its main process, and can
+    land after the message's own records do."""
+
+    def records() -> list[str]:
+        return [line for line in worker.log().splitlines() if "llm failure " in line and f"feature={feature!r}" in line]
+
+    deadline = time.monotonic() + 60
+    while len(found := records()) < expect and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
 
 
 def wait_until_ready(proc: subprocess.Popen[bytes], log_path: Path, marker: str, what: str) -> None:
