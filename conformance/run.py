@@ -127,9 +127,11 @@ def start(suite: Suite, source: Path, mode: str, report: Path, only: list[str] |
     if suite.own_network:
         command = ["unshare", "--net", sys.executable, str(HERE / "own_redis.py"), *command]
     report.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        command, cwd=source, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    # The run's own output is kept beside its report: when no report comes, it says why.
+    with report.with_suffix(".log").open("wb") as log:
+        proc = subprocess.Popen(
+            command, cwd=source, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Run(f"{suite.name} {mode}", proc, report, time.monotonic())
 
 
@@ -152,7 +154,11 @@ class Run:
                 break
             time.sleep(1)
         if not self.report.exists():
-            raise SystemExit(f"conformance: {self.name} wrote no report (it crashed, or ran over {RUN_LIMIT} s)")
+            output = self.report.with_suffix(".log").read_text(errors="replace").splitlines()[-40:]
+            raise SystemExit(
+                f"conformance: {self.name} wrote no report (it crashed, or ran over {RUN_LIMIT} s),"
+                f" exit status {self.proc.returncode}; the end of its output:\n" + "\n".join(output)
+            )
         print(f"  {self.name}: {time.monotonic() - self.started:.0f} s", flush=True)
         return outcomes(self.report)
 
