@@ -5,14 +5,18 @@ lazily built parts (``app.conf``, ``app.amqp``, the task registry), so it may be
 anywhere: before or after ``config_from_object``, before or after the tasks are defined.
 What it hooks, each through the narrowest seam Celery offers:
 
-- Public signals where they suffice. ``before_task_publish`` writes the header; it runs
-  wherever a task is sent, inside a running task too, so retries, chain steps, chord
-  callbacks and tasks sent from tasks inherit the context the worker restored for their
-  parent; and it adds nothing to what ``send_task`` is called with, which the
-  application's own code (and tests) may check. ``task_failure`` reports a task's final
-  LLM failure; ``worker_ready`` logs the worker's settings once.
-- ``app.send_task`` (this app only), through which every publish of the app goes: sealing
-  keys can refuse a task, and Celery logs and swallows what signal handlers raise.
+- The function every app's AMQP builds, on the app's first publish, to send a task
+  message (``AMQP._create_task_sender``). It writes the header, for every app of the
+  process: wherever a task is sent, inside a running task too, so retries, chain steps,
+  chord callbacks and tasks sent from tasks inherit the context the worker restored for
+  their parent; and it adds nothing to what ``send_task`` is called with, which the
+  application's own code (and tests) may check. It also seals the keys, for the apps
+  install() was called on: sealing can refuse a task, and a refusal raised there reaches
+  the code that sent it, before anything is sent. Celery's public seam for this,
+  ``before_task_publish``, can refuse nothing (Celery logs and swallows what its handlers
+  raise), and its dispatch alone cost as much as all the rest of our work per task.
+  ``task_failure`` reports a task's final LLM failure; ``worker_ready`` logs the worker's
+  settings once.
 - Celery's tracer builder, which builds the function a worker runs each task in. The
   context is restored around that function, from the request it is given, and reset when
   it returns: before Celery's own ``task_prerun`` and after its ``task_postrun`` and
@@ -32,18 +36,20 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 from ._extras import needs_extra
 
 with needs_extra(__name__, "Celery", "celery"):
     from celery import Celery, Task, signals
+    from celery._state import _get_active_apps
+    from celery.app.amqp import AMQP
     from celery.exceptions import Ignore, Retry
 
 from . import propagation
-from .context import current_context
+from .context import ByokContext, current_context
 from .header import DEFAULT_MAX_AGE, HEADER
 from .health import KeyHealth
 from .keyring import Resolver, SealedKeyStore
@@ -56,9 +62,9 @@ logger = logging.getLogger(__name__)
 # Why a task's header was refused, kept on its request for the byok_required error.
 _PROBLEM = "_byok_problem"
 _MARKER = "_byok_patched"
-# Set while a publish goes through an app that install() was called on: the publish
-# signal is process-wide, and a context sent through another app deserves a warning.
-_through_installed_app: ContextVar[bool] = ContextVar("byok_through_installed_app", default=False)
+# The apps install() was called on: the header is written for every app of the process,
+# and a context sent through another app deserves a warning.
+_installed_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
 _warned_uninstalled: set[str] = set()
 
 
@@ -96,49 +102,71 @@ def install(
         key_health=key_health,
         notice_sender=lambda name, kwargs: app.send_task(name, kwargs=kwargs),
     )
+    _installed_apps.add(app)
     _connect_signals()
     _patch_tracer_builder()
-    _patch_send_task(app)
+    _patch_task_sender()
 
 
 def _connect_signals() -> None:
     # dispatch_uid makes connecting again a no-op.
-    signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="byok_tasks.publish")
     signals.task_failure.connect(_on_failure, weak=False, dispatch_uid="byok_tasks.failure")
     signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="byok_tasks.worker_init")
     signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="byok_tasks.worker_ready")
 
 
-def _patch_send_task(app: Celery) -> None:
-    # An instance attribute: this app only, and nothing of it is built or read now.
-    if getattr(app.send_task, _MARKER, False):
-        return
-    own = vars(app).get("send_task")  # the app's own override, if one was set before install()
+def _patch_task_sender() -> None:
+    # Celery builds an app's sender (app.amqp.send_task_message) on its first publish:
+    # patched on the class, every app built later has ours, and nothing is built now.
+    if not getattr(AMQP._create_task_sender, _MARKER, False):
+        create = AMQP._create_task_sender
 
-    def sender() -> Any:
-        # Looked up on the class at each call, as without us: a test that patches
-        # Celery.send_task after install() still sees every task sent.
-        if own is not None:
-            return own
-        method = type(app).send_task
-        return method.__get__(app, type(app)) if hasattr(method, "__get__") else method
+        @functools.wraps(create)
+        def _create_task_sender(amqp: AMQP) -> Any:
+            return _with_header(amqp.app, create(amqp))
 
-    @functools.wraps(type(app).send_task)
-    def send_task(name: str, *args: Any, **kwargs: Any) -> Any:
+        setattr(_create_task_sender, _MARKER, True)
+        AMQP._create_task_sender = _create_task_sender
+    # Apps that published before install() built theirs already; no other seam lists them.
+    for app in list(_get_active_apps()):
+        amqp = vars(app).get("amqp")
+        built = vars(amqp).get("send_task_message") if amqp is not None else None
+        if built is not None:
+            amqp.send_task_message = _with_header(app, built)
+
+
+def _with_header(app: Celery, send: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(send, _MARKER, False):
+        return send
+
+    @functools.wraps(send)
+    def send_task_message(producer: Any, name: str, message: Any, *args: Any, **options: Any) -> Any:
         context = current_context()
-        if context is None:
-            return sender()(name, *args, **kwargs)
-        if context.keyring is not None and HEADER not in (kwargs.get("headers") or {}):
-            # Here, not in the publish signal: a refusal must reach the code that sent the task.
-            propagation.seal_keys(propagation.delay_until(kwargs.get("countdown"), kwargs.get("eta")))
-        token = _through_installed_app.set(True)
-        try:
-            return sender()(name, *args, **kwargs)
-        finally:
-            _through_installed_app.reset(token)
+        if context is not None:
+            # message is Celery's (headers, properties, body, sent_event); the headers the
+            # caller passed are merged into them after this.
+            _add_header(app, name, context, message[0], options.get("headers"))
+        return send(producer, name, message, *args, **options)
 
-    setattr(send_task, _MARKER, True)
-    app.send_task = send_task
+    setattr(send_task_message, _MARKER, True)
+    return send_task_message
+
+
+def _add_header(
+    app: Celery, name: str, context: ByokContext, headers: dict[str, Any], given: dict[str, Any] | None
+) -> None:
+    if HEADER in headers or (given and HEADER in given) or not propagation.installed():
+        return  # a header passed explicitly (or kept by a retry) is the caller's choice
+    delay = propagation.delay_until(None, headers.get("eta"))
+    if app not in _installed_apps:
+        # Its keys are not sealed (a sealed-keys task then fails in the worker, never on
+        # the platform's key); the header is still written, for the uid and providers.
+        _warn_uninstalled_app(name)
+    elif context.keyring is not None:
+        propagation.seal_keys(delay)
+    header = propagation.header_to_send(delay)
+    if header is not None:
+        headers[HEADER] = header
 
 
 def _patch_tracer_builder() -> None:
@@ -186,20 +214,7 @@ def _under_context(name: str, trace_task: Callable[..., Any]) -> Callable[..., A
     return trace_under_context
 
 
-def _on_publish(headers: dict[str, Any] | None = None, sender: str | None = None, **_: Any) -> None:
-    if headers is None or HEADER in headers:
-        return  # a header passed explicitly (or kept by a retry) is the caller's choice
-    header = propagation.header_to_send(propagation.delay_until(None, headers.get("eta")))
-    if header is None:
-        return
-    if not _through_installed_app.get():
-        _warn_uninstalled_app(str(sender))
-    headers[HEADER] = header
-
-
 def _warn_uninstalled_app(task_name: str) -> None:
-    # Its keys were not sealed (a sealed-keys task then fails in the worker, never on the
-    # platform's key); the header is still written, since this signal is the process's.
     if task_name in _warned_uninstalled:
         return
     _warned_uninstalled.add(task_name)

@@ -7,6 +7,8 @@ was loaded would freeze the defaults: tasks would go to a queue no worker consum
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 import warnings
 from typing import Any
@@ -19,6 +21,7 @@ from celery.exceptions import DuplicateTaskNameWarning
 import byok_tasks.celery
 from byok_tasks import ByokContextRequired, byok_context
 from tests.support.celery_worker import SECRET
+from tests.support.processes import ROOT
 from tests.support.timing import TIMEOUT
 
 
@@ -70,6 +73,20 @@ def test_patching_send_task_on_the_class_after_install_still_sees_every_task() -
     with patch("celery.app.base.Celery.send_task") as send_task:
         app.send_task("tasks.add", countdown=10)
     send_task.assert_called_with("tasks.add", countdown=10)
+
+
+@pytest.mark.parametrize("installed_on", ["this-app", "another-app"])
+def test_an_app_that_sent_tasks_before_install_sends_the_context_after_it(installed_on: str) -> None:
+    # In a process of its own: here, an earlier test's install() has patched every app already.
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.apps.sent_before_install", installed_on, SECRET],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "early-alice"
 
 
 def test_duplicate_task_name_warning_points_at_the_users_line() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
+import time
 
 import pytest
 from hypothesis import given
@@ -55,6 +58,30 @@ def test_require_signature_without_secret_is_a_configuration_error(monkeypatch: 
 def test_empty_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         HeaderCodec.configure(b"")
+
+
+@pytest.mark.parametrize(
+    "secret", ["s", "s" * 64, "s" * 65, "é-long-" * 40], ids=["short", "one block", "over a block", "long"]
+)
+def test_the_signature_is_the_standard_hmac_sha256_of_the_header(secret: str) -> None:
+    # Publishers and workers of other versions, and anyone checking a header by hand, compute it with hmac.
+    header = HeaderCodec.configure(secret).encode(ALICE)
+    signed, _, signature = header.rpartition(".")
+    expected = hmac.digest(secret.encode(), signed.encode(), hashlib.sha256)
+    assert signature == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
+
+
+def test_a_payload_written_with_spaces_is_read_as_json_is() -> None:
+    # Our encoder writes compact JSON; a hand-made header (a test, a replay) may not.
+    payload = json.dumps({"u": ALICE.uid, "p": sorted(ALICE.providers), "t": int(time.time())}, indent=1)
+    header = "1." + base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    assert HeaderCodec().decode(header) == ALICE
+
+
+def test_a_payload_with_anything_after_its_object_is_refused() -> None:
+    payload = json.dumps({"u": ALICE.uid, "p": [], "t": int(time.time())}) + "{}"
+    with pytest.raises(HeaderError, match="not base64-encoded JSON"):
+        HeaderCodec().decode("1." + base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode())
 
 
 def test_signed_header_read_by_a_worker_without_secret_is_accepted_unverified() -> None:
