@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,9 +61,9 @@ logger = logging.getLogger(__name__)
 # Why a task's header was refused, kept on its request for the byok_required error.
 _PROBLEM = "_byok_problem"
 _MARKER = "_byok_patched"
-# The apps install() was called on: the header is written for every app of the process,
-# and a context sent through another app deserves a warning.
-_installed_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
+# Set on the apps install() was called on: the header is written for every app of the
+# process, and a context sent through another app deserves a warning.
+_INSTALLED = "_byok_installed"
 _warned_uninstalled: set[str] = set()
 
 
@@ -102,7 +101,7 @@ def install(
         key_health=key_health,
         notice_sender=lambda name, kwargs: app.send_task(name, kwargs=kwargs),
     )
-    _installed_apps.add(app)
+    setattr(app, _INSTALLED, True)
     _connect_signals()
     _patch_tracer_builder()
     _patch_task_sender()
@@ -157,8 +156,9 @@ def _add_header(
 ) -> None:
     if HEADER in headers or (given and HEADER in given) or not propagation.installed():
         return  # a header passed explicitly (or kept by a retry) is the caller's choice
-    delay = propagation.delay_until(None, headers.get("eta"))
-    if app not in _installed_apps:
+    eta = headers.get("eta")
+    delay = propagation.delay_until(None, eta) if eta else 0.0
+    if not getattr(app, _INSTALLED, False):
         # Its keys are not sealed (a sealed-keys task then fails in the worker, never on
         # the platform's key); the header is still written, for the uid and providers.
         _warn_uninstalled_app(name)

@@ -90,10 +90,10 @@ class HeaderCodec:
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
     # One signer per secret, keyed once.
     _macs: tuple[_Signer, ...] = field(init=False, compare=False, repr=False)
-    # The last header encoded, with what it was made from: the tasks a request enqueues, a
-    # group, and the same user's requests within a second share one encoding. One tuple,
+    # The last header encoded, and what it was made from: the tasks a request enqueues, a
+    # group, and the same user's requests within a second share one encoding. One pair,
     # replaced whole, so threads are safe.
-    _last: tuple[object, ...] = field(init=False, compare=False, repr=False, default=())
+    _last: tuple[tuple[object, ...], str] = field(init=False, compare=False, repr=False, default=((), ""))
     # Headers already verified and parsed, to what they said: the tasks of one request, of
     # a group, and retries share a header. Only the age check is repeated; bounded by
     # starting afresh when full.
@@ -138,8 +138,8 @@ class HeaderCodec:
         # The values, not the context: the context's keyring must not outlive its block here.
         made_from = (context.uid, context.providers, issued, scheduled, ref)
         last = self._last
-        if last[:5] == made_from:
-            return str(last[5])
+        if last[0] == made_from:
+            return last[1]
         # Provider names and references are validated to need no JSON escaping; the uid may.
         payload = f'{{"u":{_json_string(context.uid)},"p":[{_providers_json(context.providers)}],"t":{issued}'
         if scheduled:
@@ -150,7 +150,7 @@ class HeaderCodec:
         header = signed = f"{VERSION}.{_b64encode(payload.encode())}"
         if self._macs:
             header = f"{signed}.{self._macs[0].sign(signed)}"
-        object.__setattr__(self, "_last", (*made_from, header))
+        object.__setattr__(self, "_last", (made_from, header))
         return header
 
     def decode(self, value: object) -> ByokContext:

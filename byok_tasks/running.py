@@ -13,7 +13,7 @@ from dataclasses import dataclass
 __all__ = ["RunningTask", "enter_task", "exit_task", "running_task"]
 
 
-@dataclass
+@dataclass(slots=True)  # one is made for every task
 class RunningTask:
     """The task (Celery) or job (RQ) running here, as the reporting side needs to know it."""
 
