@@ -311,7 +311,7 @@ def litellm_completion(server: ProviderServer, case: Case) -> object:
         api_base=case.base_url or server.url + "/v1",
         num_retries=0,
         max_retries=0,
-        timeout=TIMEOUT * 4,
+        timeout=TIMEOUT,
     )
 
 

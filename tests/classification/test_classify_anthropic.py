@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, closed_port_url, json_reply, stall
-from tests.support.clients import STALL, anthropic_client, anthropic_message, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, anthropic_client, anthropic_message, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 
@@ -161,7 +161,7 @@ def test_request_id_comes_from_the_request_id_header(server: ProviderServer) -> 
 
 def test_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(anthropic_message(anthropic_client(server.url))))
+    failure = classify(raised_by(anthropic_message(anthropic_client(server.url, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("anthropic", "timeout")
 
 

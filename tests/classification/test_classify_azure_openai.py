@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, hang_up, json_reply, stall
-from tests.support.clients import STALL, azure_client, chat, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, azure_client, chat, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 
@@ -133,7 +133,7 @@ def test_context_length_exceeded_is_context_length(server: ProviderServer) -> No
 
 def test_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(chat(azure_client(server))))
+    failure = classify(raised_by(chat(azure_client(server, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("azure_openai", "timeout")
 
 

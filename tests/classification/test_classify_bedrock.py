@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from byok_tasks import classify, llm_call
 from byok_tasks.providers import by_host
 from byok_tasks.testing.provider_server import ProviderServer, closed_port_url, json_reply, stall
-from tests.support.clients import STALL, bedrock_client, bedrock_converse, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, bedrock_client, bedrock_converse, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 
@@ -148,7 +148,7 @@ def test_internal_server_exception_is_server_error(server: ProviderServer) -> No
 
 def test_read_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(bedrock_converse(bedrock_client(server.url))))
+    failure = classify(raised_by(bedrock_converse(bedrock_client(server.url, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("bedrock", "timeout")
     assert failure.error_type == "botocore.exceptions.ReadTimeoutError"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, hang_up, json_reply, stall
-from tests.support.clients import STALL, cohere_chat, cohere_client, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, cohere_chat, cohere_client, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 
@@ -80,7 +80,7 @@ def test_500_is_server_error(server: ProviderServer) -> None:
 
 def test_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(cohere_chat(cohere_client(server))))
+    failure = classify(raised_by(cohere_chat(cohere_client(server, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("cohere", "timeout")
 
 

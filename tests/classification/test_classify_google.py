@@ -10,7 +10,7 @@ from typing import Any
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, hang_up, json_reply, stall
-from tests.support.clients import STALL, gemini_client, gemini_generate, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, gemini_client, gemini_generate, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 HELP = {
@@ -268,7 +268,7 @@ def test_internal_error_500_is_server_error(server: ProviderServer) -> None:
 
 def test_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(gemini_generate(gemini_client(server))))
+    failure = classify(raised_by(gemini_generate(gemini_client(server, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("google", "timeout")
 
 

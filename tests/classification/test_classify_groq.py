@@ -10,7 +10,7 @@ from typing import Any
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, closed_port_url, json_reply, stall
-from tests.support.clients import STALL, chat, groq_chat, groq_client, openai_client_for_host, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, chat, groq_chat, groq_client, openai_client_for_host, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 
@@ -154,7 +154,7 @@ def test_openai_compatible_endpoint_is_groq_by_host(server: ProviderServer) -> N
 
 def test_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(groq_chat(groq_client(server.url))))
+    failure = classify(raised_by(groq_chat(groq_client(server.url, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("groq", "timeout")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, closed_port_url, json_reply, raw_reply, stall
-from tests.support.clients import STALL, chat, openai_client, openai_client_for_host, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, chat, openai_client, openai_client_for_host, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 OPENAI_API = "https://api.openai.com/v1"
@@ -238,7 +238,7 @@ def test_request_id_comes_from_the_response_headers(server: ProviderServer) -> N
 
 def test_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(chat(openai_client(server.url + "/v1"))))
+    failure = classify(raised_by(chat(openai_client(server.url + "/v1", timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason, failure.retryable) == ("openai", "timeout", True)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, hang_up, json_reply, stall
-from tests.support.clients import STALL, chat, openai_client_for_host, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, chat, openai_client_for_host, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 OPENROUTER_API = "https://openrouter.ai/api/v1"
@@ -135,7 +135,7 @@ def test_408_request_timed_out_is_timeout(server: ProviderServer) -> None:
 
 def test_client_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(chat(openai_client_for_host(server, OPENROUTER_API))))
+    failure = classify(raised_by(chat(openai_client_for_host(server, OPENROUTER_API, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("openrouter", "timeout")
 
 

@@ -18,7 +18,7 @@ from tenacity import RetryError, retry, stop_after_attempt, wait_none
 
 from byok_tasks import classify, llm_call
 from byok_tasks.testing.provider_server import ProviderServer, closed_port_url, json_reply, stall
-from tests.support.clients import STALL, TIMEOUT, chat, openai_client_for_host, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, TIMEOUT, chat, openai_client_for_host, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 OPENAI_API = "https://api.openai.com/v1"
@@ -147,7 +147,7 @@ def test_plain_httpx_status_error_is_read_from_its_response(server: ProviderServ
 
 def test_plain_httpx_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    client = httpx.Client(transport=server.transport(httpx), timeout=TIMEOUT)
+    client = httpx.Client(transport=server.transport(httpx), timeout=STALL_TIMEOUT)
     failure = classify(raised_by(lambda: client.post("https://api.anthropic.com/v1/messages", json={})))
     assert failure is not None and (failure.provider, failure.reason) == ("anthropic", "timeout")
 
@@ -185,7 +185,7 @@ def test_plain_requests_refused_connection_is_connection() -> None:
 
 def test_plain_requests_read_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(lambda: requests.get(server.url, timeout=TIMEOUT)))
+    failure = classify(raised_by(lambda: requests.get(server.url, timeout=STALL_TIMEOUT)))
     assert failure is not None and failure.reason == "timeout"
 
 

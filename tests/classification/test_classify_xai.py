@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from byok_tasks import classify
 from byok_tasks.testing.provider_server import ProviderServer, hang_up, json_reply, stall
-from tests.support.clients import STALL, chat, openai_client_for_host, raised_by
+from tests.support.clients import STALL, STALL_TIMEOUT, chat, openai_client_for_host, raised_by
 from tests.support.fixtures import loopback_only_fixture, provider_server_fixture, server_fixture  # noqa: F401
 
 XAI_API = "https://api.x.ai/v1"
@@ -89,7 +89,7 @@ def test_500_is_server_error(server: ProviderServer) -> None:
 
 def test_timeout_is_timeout(server: ProviderServer) -> None:
     server.reply(stall(STALL))
-    failure = classify(raised_by(chat(openai_client_for_host(server, XAI_API))))
+    failure = classify(raised_by(chat(openai_client_for_host(server, XAI_API, timeout=STALL_TIMEOUT))))
     assert failure is not None and (failure.provider, failure.reason) == ("xai", "timeout")
 
 
