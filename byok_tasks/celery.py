@@ -241,8 +241,10 @@ def _find_header(request: dict[str, Any] | None) -> object | None:
     if request is None:
         return None
     value: object | None = request.get(HEADER)
+    if value is not None:
+        return value
     headers = request.get("headers")
-    if value is None and isinstance(headers, dict):
+    if isinstance(headers, dict):
         value = headers.get(HEADER)
         nested = headers.get("headers")
         if value is None and isinstance(nested, dict):

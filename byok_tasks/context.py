@@ -106,7 +106,7 @@ class byok_context:  # lower case: it reads, and is used, as the function it was
             raise TypeError("providers must be a collection of provider names, not a single string")
         keyring = Keyring(keys) if keys else None
         # ByokContext validates the providers (those given, and those with a key) once, here.
-        self._context = ByokContext(uid, frozenset(providers).union(keys or ()), keyring)
+        self._context = ByokContext(uid, frozenset(providers).union(keys) if keys else frozenset(providers), keyring)
         warn_about_unknown(self._context.providers)
 
     def __enter__(self) -> ByokContext:

@@ -23,7 +23,6 @@ was, issue time included: ``max_age`` bounds the whole life of a task, retries a
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hashlib
@@ -32,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from ._exceptions import HeaderError
 from ._words import a_value_of_type
 from .context import ByokContext
 from .keyring import Keyring, is_reference
+from .names import well_formed_providers
 
 __all__ = ["HEADER", "SECRET_ENV", "HeaderCodec", "HeaderError", "why_refused"]
 
@@ -64,16 +65,19 @@ def why_refused(exc: Exception) -> str:
     return str(exc) if isinstance(exc, HeaderError) else "header could not be read"
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
+def _b64encode(data: bytes) -> str:
+    # base64.urlsafe_b64encode, without its two layers of Python calls: one header makes two.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
+
+
 def _b64decode(text: str) -> bytes:
-    # base64.urlsafe_b64decode, without its two layers of argument handling (text is ASCII here).
-    return binascii.a2b_base64((text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE))
+    # base64.urlsafe_b64decode, without its two layers of argument handling (text is ASCII
+    # here). Two "=" always: a2b_base64 stops at the padding a quantum needs and skips the rest.
+    return binascii.a2b_base64(text.encode("ascii").translate(_FROM_URLSAFE) + b"==")
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,8 @@ class _Signer:
         inner.update(signed.encode("ascii"))
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return _b64encode(outer.digest())
+        # _b64encode, its rstrip a slice: 32 bytes always end in one "=".
+        return binascii.b2a_base64(outer.digest(), newline=False)[:-1].translate(_TO_URLSAFE).decode("ascii")
 
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
@@ -262,13 +267,61 @@ def _providers_json(providers: frozenset[str]) -> str:
     return ",".join(f'"{name}"' for name in sorted(providers))
 
 
+# A payload as the encoder writes it: a uid that needs no escaping, the provider list, the
+# issue time, then the delay and the sealed-keys reference when there are any. One match reads
+# it, and a new header's decode costs an eighth less than through json's scanner and a check
+# per field; anything else (an escaped uid, another order, spaces) goes to _parse_fields.
+_ENCODED = re.compile(
+    r'\{"u":"([^"\\\x00-\x1f]+)","p":\[([^\]]*)\],"t":(0|[1-9][0-9]{0,15})'
+    r'(?:,"d":(0|[1-9][0-9]{0,15}))?(?:,"k":"([^"\\\x00-\x1f]*)")?\}'
+)
+# The provider lists of headers read, as written, to their checked sets: a deployment has a
+# handful. Bounded by starting afresh when full.
+_provider_lists: dict[str, frozenset[str]] = {}
+_PROVIDER_LISTS_SIZE = 256
+
+
 def _parse_payload(text: str) -> tuple[ByokContext, float, float, str | None]:
     """A verified payload's context (keyring aside), issue time, scheduled delay and sealed-keys reference."""
     try:
         # str, not bytes: json.loads would first guess the bytes' encoding, on every header.
-        fields = _json_object(_b64decode(text).decode("utf-8"))
+        payload = _b64decode(text).decode("utf-8")
     except (binascii.Error, ValueError):
-        # json's UnicodeDecodeError and JSONDecodeError are both ValueErrors.
+        # json's UnicodeDecodeError is a ValueError.
+        raise HeaderError("header payload is not base64-encoded JSON") from None
+    encoded = _ENCODED.fullmatch(payload)
+    if encoded is None:
+        return _parse_fields(payload)
+    uid, listed, issued, delay, ref = encoded.groups()
+    # In _parse_fields' order, so that a payload with two faults is refused for the same one.
+    if ref is not None and not is_reference(ref):
+        raise HeaderError("header payload has an invalid sealed-keys reference")
+    providers = _provider_lists.get(listed)
+    if providers is None:
+        providers = _provider_list(listed)
+    try:
+        return ByokContext(uid, providers), int(issued), int(delay) if delay else 0, ref
+    except ValueError:
+        raise HeaderError("header payload has an invalid uid or provider list") from None
+
+
+def _provider_list(listed: str) -> frozenset[str]:
+    """The checked set of the provider names ``listed`` (the inside of the header's JSON list)."""
+    try:
+        providers = well_formed_providers(_json_object(f"[{listed}]"))
+    except (TypeError, ValueError):
+        raise HeaderError("header payload has an invalid uid or provider list") from None
+    if len(_provider_lists) >= _PROVIDER_LISTS_SIZE:
+        _provider_lists.clear()
+    _provider_lists[listed] = providers
+    return providers
+
+
+def _parse_fields(payload: str) -> tuple[ByokContext, float, float, str | None]:
+    """:func:`_parse_payload` for any other JSON, checked field by field."""
+    try:
+        fields = _json_object(payload)
+    except ValueError:
         raise HeaderError("header payload is not base64-encoded JSON") from None
     if not isinstance(fields, dict):
         raise HeaderError("header payload is not an object")

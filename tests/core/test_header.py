@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from byok_tasks import ByokContext
@@ -156,3 +156,51 @@ def test_anything_after_a_plausible_prefix_raises_header_error_at_most(prefix: s
     for codec in (HeaderCodec(), HeaderCodec.configure("s3cret", require_signature=True)):
         with contextlib.suppress(HeaderError):
             codec.decode(prefix + rest)
+
+
+_NOW = 1_800_000_000
+_DAY = 24 * 3600
+_PROVIDER = st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,31}", fullmatch=True)
+
+
+@settings(max_examples=400)
+@given(
+    st.fixed_dictionaries(
+        {
+            # Mostly what the encoder writes, so that most examples take the one-match reading.
+            "u": st.one_of(
+                st.from_regex(r"[A-Za-z0-9_:@.-]{1,40}", fullmatch=True),
+                st.sampled_from(["a" * 256, "a" * 257, "x\x7f", 'q"', "q\\", "\u00e9l\u00e8ve"]),
+                st.text(max_size=300),
+            ),
+            "p": st.one_of(
+                st.lists(_PROVIDER, max_size=4),
+                st.lists(st.one_of(_PROVIDER, st.text(max_size=40), st.integers()), max_size=18),
+            ),
+            # Ages either side of max_age (7 days) and of the clock skew tolerated (5 minutes).
+            "t": st.one_of(st.integers(_NOW - 10 * _DAY, _NOW + 3600), st.integers(0, 10**20)),
+        },
+        optional={
+            "d": st.one_of(st.integers(0, 3 * _DAY), st.integers(0, 10**17), st.floats()),
+            "k": st.one_of(st.from_regex(r"[A-Za-z0-9_-]{16,64}", fullmatch=True), st.text(max_size=70)),
+        },
+    )
+)
+@example({"u": "alice", "p": ["openai"], "t": _NOW - 8 * _DAY, "d": 2 * _DAY})  # in date only thanks to its delay
+@example({"u": "alice", "p": ["openai"], "t": _NOW, "k": "r" * 16})  # sealed keys
+@example({"u": "alice", "p": ["Open AI"], "t": _NOW, "k": "r"})  # two faults: refused for the first
+@example({"u": "a" * 257, "p": [], "t": _NOW})
+def test_a_payload_as_the_encoder_writes_it_reads_as_the_same_json_spaced_out(fields: dict[str, object]) -> None:
+    # The codec reads the encoder's compact layout by one match, any other JSON field by field:
+    # a payload must mean the same, and be refused for the same reason, either way.
+    codec = HeaderCodec(clock=lambda: _NOW)
+
+    def read(payload: str) -> object:
+        try:
+            context = codec.decode("1." + base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode())
+        except HeaderError as exc:
+            return str(exc)
+        return context.uid, context.providers, context.keyring and context.keyring.ref
+
+    compact = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    assert read(compact) == read(json.dumps(fields, ensure_ascii=False))
