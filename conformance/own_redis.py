@@ -1,7 +1,9 @@
-"""Run a command beside a Redis server of its own on 127.0.0.1:6379, inside a fresh network namespace.
+"""Run a command beside a Redis server of its own on 127.0.0.1:6379, inside fresh network and PID namespaces.
 
-Started by ``run.py`` under ``unshare --net``: the namespace has only a loopback device,
-down until brought up here, so the Redis the rest of the machine uses is out of reach.
+Started by ``run.py`` under ``unshare --net --pid``: the network namespace has only a
+loopback device, down until brought up here, so the Redis the rest of the machine uses is
+out of reach; in the PID namespace this is the first process, and what the command leaves
+running ends with it.
 """
 
 from __future__ import annotations

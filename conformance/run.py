@@ -13,7 +13,9 @@ these steps runs every suite's runs at once: they mostly wait.
 
 RQ's tests flush Redis databases on localhost:6379: they run in a network namespace of
 their own (``unshare --net``) beside a Redis server started there, and never see the
-Redis other tests use.
+Redis other tests use. They also signal processes by number (one signals the process
+group of pid 19999, taken not to exist): they run in a PID namespace of their own too,
+where the other runs' processes have no number.
 """
 
 from __future__ import annotations
@@ -47,17 +49,17 @@ class Suite:
     folder: str  # its folder once unpacked
     paths: tuple[str, ...]
     frameworks: str  # what byok_active.py activates
-    own_network: bool = False
+    apart: bool = False  # in network and PID namespaces of its own, beside a Redis of its own
 
 
 SUITES = (
     Suite("celery", "celery==5.7.0", "celery-5.7.0", ("t/unit/tasks", "t/unit/app", "t/unit/worker"), "celery"),
-    Suite("rq", "rq==3.0.0", "rq-3.0.0", ("tests",), "rq", own_network=True),
+    Suite("rq", "rq==3.0.0", "rq-3.0.0", ("tests",), "rq", apart=True),
     # sentry-python's tests of its integrations, each folder in a process of its own as in
     # sentry-python's own CI: in one session, one folder's integration state (set up once
     # per process, or auto-deactivated by another's) fails hundreds of another's tests.
-    # Each in a namespace of its own: its Celery tests use a Redis on localhost:6379, and
-    # its LLM tests must not reach the network (tiktoken's encodings then fail at once).
+    # Each apart: its Celery tests use a Redis on localhost:6379, and its LLM tests must
+    # not reach the network (tiktoken's encodings then fail at once).
     *(
         Suite(
             f"sentry-{name}",
@@ -65,7 +67,7 @@ SUITES = (
             "sentry_sdk-2.75.0",
             (f"tests/integrations/{name}",),
             frameworks,
-            own_network=True,
+            apart=True,
         )
         for name, frameworks in (
             ("celery", "celery,sentry"),
@@ -124,8 +126,14 @@ def start(suite: Suite, source: Path, mode: str, report: Path, only: list[str] |
     if reruns:
         command += ["--reruns", str(reruns)]  # pytest-rerunfailures: passed if any try passes
     command += only if only is not None else list(suite.paths)
-    if suite.own_network:
-        command = ["unshare", "--net", sys.executable, str(HERE / "own_redis.py"), *command]
+    if suite.apart:
+        # RQ's test_handle_shutdown_request_no_horse sends SIGRTMIN (whose default is to
+        # terminate) to the process group of pid 19999: in a CI run that pid was in another
+        # suite's run, which died with exit status -34 and no report. In a PID namespace
+        # of its own, a run reaches its own processes only, and own_redis.py is its init:
+        # when it exits, whatever the suite left behind is killed with it.
+        command = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable,
+                   str(HERE / "own_redis.py"), *command]  # fmt: skip
     report.unlink(missing_ok=True)
     # The run's own output is kept beside its report: when no report comes, it says why.
     with report.with_suffix(".log").open("wb") as log:
