@@ -11,7 +11,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,6 @@ MARGIN = 1.5
 ENCRYPTION_KEY = generate_encryption_key()
 NAMESPACE = new_namespace("faults")
 USER_KEY = sandbox_key("openai", "ok")
-# Long enough for the test to break the store between publishing and the task's start.
-COUNTDOWN = 2.0
 RESULT_TIMEOUT = 30
 
 
@@ -147,6 +145,20 @@ def store_worker(
     worker.stop()
 
 
+def breaking_once_sealed(server: RedisServer, fault: str) -> SealedKeyStore:
+    """A store that seals, then breaks: between sealing and the task's start, whatever the machine's load."""
+
+    class BrokenOnceSealed(SealedKeyStore):
+        # Sealing comes before the message is sent, so no worker can open the keys first (a
+        # countdown of 2 s, with the store broken after publishing, left that to a race).
+        def seal(self, keys: Mapping[str, str], uid: str) -> str:
+            ref = super().seal(keys, uid)
+            BREAKS[fault](server)
+            return ref
+
+    return BrokenOnceSealed(server.url, encryption_key=ENCRYPTION_KEY)
+
+
 def recorded(shared: redis.Redis, marker: str) -> dict[str, Any]:
     deadline = time.monotonic() + RESULT_TIMEOUT
     while (value := shared.get(f"{NAMESPACE}:{marker}")) is None:
@@ -157,12 +169,17 @@ def recorded(shared: redis.Redis, marker: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("fault", BREAKS)
 def test_task_with_the_store_broken_fails_in_time_as_the_users_key_unavailable(
-    store_worker: Worker, key_store: RedisServer, redis_url: str, sentry_collector: SentryCollector, fault: str
+    store_worker: Worker,
+    key_store: RedisServer,
+    redis_url: str,
+    sentry_collector: SentryCollector,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
 ) -> None:
     uid, marker = f"alice-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    monkeypatch.setattr(byok_settings.current(), "key_store", breaking_once_sealed(key_store, fault))
     with byok_context(uid, keys={"openai": USER_KEY}):
-        result = store_worker.app.send_task("faults.use_key", (NAMESPACE, marker), countdown=COUNTDOWN)
-    BREAKS[fault](key_store)  # sealed before this, opened after it
+        result = store_worker.app.send_task("faults.use_key", (NAMESPACE, marker))
     with pytest.raises(ByokKeyUnavailable, match=f"the key store at 127.0.0.1:{key_store.port}/0 failed"):
         result.get(timeout=RESULT_TIMEOUT)
     outcome = recorded(redis.Redis.from_url(redis_url), marker)
@@ -183,6 +200,6 @@ def test_task_with_the_store_up_gets_the_users_key(
     # The control: the same task, the store up, the user's key.
     marker = uuid.uuid4().hex
     with byok_context("alice", keys={"openai": USER_KEY}):
-        result = store_worker.app.send_task("faults.use_key", (NAMESPACE, marker), countdown=COUNTDOWN)
+        result = store_worker.app.send_task("faults.use_key", (NAMESPACE, marker))
     assert result.get(timeout=RESULT_TIMEOUT) == "done"
     assert recorded(redis.Redis.from_url(redis_url), marker) == {"key": "user"}
