@@ -21,7 +21,11 @@ from byok_tasks import llm_call
 MAX_RETRIES = 2
 BACKOFF = 1.0
 RETRY_AFTER_MAX = 5.0
-CLIENT_TIMEOUT = 1.0
+# The SDK's timeout: a reply that comes is waited for, however loaded the machine (1 s for
+# every call would make a slow loopback reply a timeout, as a 0.5 s one did in the
+# classification tests); only a job scripted to meet a stall is given the short one.
+REPLY_TIMEOUT = 30.0
+STALL_TIMEOUT = 1.0
 # For the retry-after tests: a backoff so long that a retry made without reading the
 # provider's retry-after could not pass for one that did.
 SLOW_BACKOFF = 10.0
@@ -29,8 +33,8 @@ SLOW_BACKOFF = 10.0
 API_KEY = "sk-test-retry-not-a-key"
 
 
-def summarize(base_url: str, feature: str) -> str:
-    client = openai.OpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=CLIENT_TIMEOUT)
+def summarize(base_url: str, feature: str, timeout: float = REPLY_TIMEOUT) -> str:
+    client = openai.OpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=timeout)
     with llm_call("openai", model="gpt-4o-mini", feature=feature):
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     return reply.choices[0].message.content or ""
@@ -44,8 +48,8 @@ def register(app: Celery) -> None:
     policy = byok_tasks.celery.llm_retry(max_retries=MAX_RETRIES, backoff=BACKOFF, retry_after_max=RETRY_AFTER_MAX)
 
     @app.task(shared=False, name="retry.summarize", **policy)
-    def summarize_task(base_url: str, feature: str) -> str:
-        return summarize(base_url, feature)
+    def summarize_task(base_url: str, feature: str, timeout: float = REPLY_TIMEOUT) -> str:
+        return summarize(base_url, feature, timeout)
 
     @app.task(shared=False, name="retry.summarize_slow_backoff", **byok_tasks.celery.llm_retry(backoff=SLOW_BACKOFF))
     def summarize_slow_backoff(base_url: str, feature: str) -> str:
@@ -71,13 +75,13 @@ def register(app: Celery) -> None:
 
 
 @byok_tasks.rq.llm_retry(max_retries=MAX_RETRIES, backoff=BACKOFF, retry_after_max=RETRY_AFTER_MAX)
-def summarize_job(base_url: str, feature: str) -> str:
-    return summarize(base_url, feature)
+def summarize_job(base_url: str, feature: str, timeout: float = REPLY_TIMEOUT) -> str:
+    return summarize(base_url, feature, timeout)
 
 
 @byok_tasks.rq.llm_retry(max_retries=MAX_RETRIES, backoff=BACKOFF, retry_after_max=RETRY_AFTER_MAX)
 async def summarize_async_job(base_url: str, feature: str) -> str:
-    client = openai.AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=CLIENT_TIMEOUT)
+    client = openai.AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=REPLY_TIMEOUT)
     with llm_call("openai", model="gpt-4o-mini", feature=feature):
         reply = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     return reply.choices[0].message.content or ""

@@ -18,7 +18,7 @@ import pytest
 from byok_tasks import byok_context
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.apps.llm_retry_jobs import BACKOFF, MAX_RETRIES
-from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED
+from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED, client_timeout
 from tests.support.ids import new_uid
 from tests.support.processes import failure_records
 from tests.support.scripted_provider import OK, RATE_LIMITED, ScriptedProvider, scripted_provider_fixture  # noqa: F401
@@ -73,7 +73,7 @@ def test_a_failure_that_clears_by_itself_is_retried_up_to_max_retries_then_repor
 ) -> None:
     scripted_provider.script(FAILURES[reason])
     uid = new_uid("retry")
-    outcome = run(worker, "retry.summarize", scripted_provider.base_url, uid, uid=uid)
+    outcome = run(worker, "retry.summarize", scripted_provider.base_url, uid, client_timeout(reason), uid=uid)
     assert isinstance(outcome, Exception)
     assert scripted_provider.calls_after_quiet(QUIET) == 1 + MAX_RETRIES
     [event] = events_where(sentry_collector, uid=uid, expect=1)

@@ -26,7 +26,7 @@ from tests.apps.llm_retry_jobs import (
     summarize_job,
     summarize_slow_backoff_job,
 )
-from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED
+from tests.retry.provider import FAILURES, NOT_RETRIED, RETRIED, client_timeout
 from tests.support.ids import new_uid
 from tests.support.processes import failure_records
 from tests.support.rq_worker import (  # noqa: F401
@@ -93,7 +93,7 @@ def test_a_failure_that_clears_by_itself_is_retried_up_to_max_retries_then_repor
 ) -> None:
     scripted_provider.script(FAILURES[reason])
     uid = new_uid("retry-rq")
-    assert failed(enqueue(worker, summarize_job, scripted_provider.base_url, uid, uid=uid))
+    assert failed(enqueue(worker, summarize_job, scripted_provider.base_url, uid, client_timeout(reason), uid=uid))
     assert scripted_provider.calls_after_quiet(QUIET) == 1 + MAX_RETRIES
     [event] = events_where(sentry_collector, uid=uid, expect=1)
     assert tags(event)["llm.reason"] == reason
