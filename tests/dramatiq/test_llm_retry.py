@@ -33,7 +33,8 @@ from tests.support.scripted_provider import (  # noqa: F401
 from tests.support.sentry import QUIET, events_where, tags
 
 # Dramatiq's delayed messages wait on a delay queue that the worker's consumer checks as it
-# polls; a loaded machine adds to that.
+# polls (every 100 ms in the test workers: tests/support/dramatiq_worker.py); a loaded
+# machine adds to that.
 LATE = 1.5
 
 

@@ -114,6 +114,11 @@ def start_dramatiq_worker(
             "BYOK_TEST_QUEUE": queue,
             "BYOK_TEST_KEY_PREFIX": KEY_PREFIX,
             "SENTRY_RELEASE": queue,
+            # Dramatiq's idle poll (worker_timeout, 1 s by default) paces its delay queue: a
+            # retry's delay is seen at the next poll of it, and its message is fetched at the next
+            # poll of the queue, up to 2 s late with nothing else on the machine. At 100 ms, what
+            # a test of retry delays measures is the delay asked for, not Dramatiq's polling.
+            "dramatiq_worker_timeout": "100",
             **(env or {}),
         },
         secret=secret,
