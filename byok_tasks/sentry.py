@@ -30,6 +30,15 @@ with needs_extra(__name__, "sentry-sdk", "sentry"):
     from sentry_sdk.scope import add_global_event_processor
     from sentry_sdk.utils import event_from_exception, safe_repr
 
+# sentry-sdk 3 changed what this module relies on (Dedupe's last-seen exception,
+# event_from_exception's arguments): with it, this module would import, then lose events
+# without a word. The extra asks for these versions; an install without it gets this error.
+if not (2, 20) <= tuple(int(part) for part in sentry_sdk.VERSION.split(".")[:2]) < (3, 0):
+    raise ImportError(
+        f"{__name__} works with sentry-sdk 2.20 to 2.x, and {sentry_sdk.VERSION} is installed: "
+        'pip install "sentry-sdk>=2.20,<3"'
+    )
+
 from . import report
 from .failure import LLMFailure
 from .redaction import REDACTED, redact
