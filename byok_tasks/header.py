@@ -240,8 +240,7 @@ class _Signer:
         inner.update(signed.encode("ascii"))
         outer = self._outer.copy()
         outer.update(inner.digest())
-        # _b64encode, its rstrip a slice: 32 bytes always end in one "=".
-        return binascii.b2a_base64(outer.digest(), newline=False)[:-1].translate(_TO_URLSAFE).decode("ascii")
+        return _b64encode(outer.digest())
 
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
