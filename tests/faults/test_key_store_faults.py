@@ -11,7 +11,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.apps.celery_app import create_app
 from tests.support.brokers import BROKERS, broker_for, waiting_then_delete
 from tests.support.celery_worker import SECRET, Worker, start_worker
+from tests.support.keys import SealedThen
 from tests.support.redis_keys import new_namespace
 from tests.support.redis_server import RedisServer
 from tests.support.sentry import events_where, tags
@@ -145,20 +146,6 @@ def store_worker(
     worker.stop()
 
 
-def breaking_once_sealed(server: RedisServer, fault: str) -> SealedKeyStore:
-    """A store that seals, then breaks: between sealing and the task's start, whatever the machine's load."""
-
-    class BrokenOnceSealed(SealedKeyStore):
-        # Sealing comes before the message is sent, so no worker can open the keys first (a
-        # countdown of 2 s, with the store broken after publishing, left that to a race).
-        def seal(self, keys: Mapping[str, str], uid: str) -> str:
-            ref = super().seal(keys, uid)
-            BREAKS[fault](server)
-            return ref
-
-    return BrokenOnceSealed(server.url, encryption_key=ENCRYPTION_KEY)
-
-
 def recorded(shared: redis.Redis, marker: str) -> dict[str, Any]:
     deadline = time.monotonic() + RESULT_TIMEOUT
     while (value := shared.get(f"{NAMESPACE}:{marker}")) is None:
@@ -177,7 +164,9 @@ def test_task_with_the_store_broken_fails_in_time_as_the_users_key_unavailable(
     fault: str,
 ) -> None:
     uid, marker = f"alice-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
-    monkeypatch.setattr(byok_settings.current(), "key_store", breaking_once_sealed(key_store, fault))
+    # The store breaks once the keys are sealed: after them, before the task opens them.
+    store = SealedThen(key_store.url, encryption_key=ENCRYPTION_KEY, then=functools.partial(BREAKS[fault], key_store))
+    monkeypatch.setattr(byok_settings.current(), "key_store", store)
     with byok_context(uid, keys={"openai": USER_KEY}):
         result = store_worker.app.send_task("faults.use_key", (NAMESPACE, marker))
     with pytest.raises(ByokKeyUnavailable, match=f"the key store at 127.0.0.1:{key_store.port}/0 failed"):

@@ -4,8 +4,9 @@ platform failures never reach the hook, a missing or expired key is the user's f
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,13 @@ from celery.result import AsyncResult
 
 from byok_tasks import ByokKeyUnavailable, byok_context, clear_key_status, key_status
 from byok_tasks import settings as byok_settings
-from byok_tasks.keys import SealedKeyStore
 from byok_tasks.testing.provider_server import json_reply
 from byok_tasks.testing.sandbox import ProviderSandbox, sandbox_key
 from byok_tasks.testing.sentry_collector import SentryCollector
 from tests.support.celery_worker import Worker, start_worker
 from tests.support.health import HealthSpace, wait_for
+from tests.support.keys import SealedThen
+from tests.support.redis_keys import delete_matching
 from tests.support.rq_worker import ENCRYPTION_KEY
 from tests.support.sentry import events_where, tags
 
@@ -145,18 +147,14 @@ def test_a_missing_or_expired_key_is_the_users_failure_counted_and_told(
     worker: Worker, space: HealthSpace, sentry_collector: SentryCollector, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     uid = f"quinn-{how}-{uuid.uuid4().hex[:6]}"
-
-    class ExpiredAtOnce(SealedKeyStore):
-        # The sealed keys are gone as after their TTL, deleted as they are sealed: sealing comes
-        # before the message is sent, so no worker can open them first, however loaded the
-        # machine (deleting them after a countdown of 1 s lost that race in a CI run).
-        def seal(self, keys: Mapping[str, str], uid: str) -> str:
-            ref = super().seal(keys, uid)
-            for name in space.shared.scan_iter(match=f"{space.ns}:sealed:*"):
-                space.shared.delete(name)
-            return ref
-
-    store = ExpiredAtOnce(space.redis_url, encryption_key=ENCRYPTION_KEY, prefix=f"{space.ns}:sealed:")
+    # The sealed keys are gone as after their TTL, deleted as soon as they are sealed.
+    sealed = f"{space.ns}:sealed:"
+    store = SealedThen(
+        space.redis_url,
+        encryption_key=ENCRYPTION_KEY,
+        prefix=sealed,
+        then=functools.partial(delete_matching, space.shared, sealed + "*"),
+    )
     monkeypatch.setattr(byok_settings.current(), "key_store", store)  # this process seals, as the web side does
     if how == "missing":
         result = run(worker, uid)  # OpenAI is theirs, but no key is found for them
